@@ -1,0 +1,64 @@
+"""create_app(config) -> the Litestar application: routes under /api, the error
+format, request context middleware, CORS, OpenAPI and the Box lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+
+from telentir_box import __version__
+from telentir_box.box import Box
+from telentir_box.config import Config
+from telentir_box.health import health
+from telentir_box.web.errors import handle_exception
+from telentir_box.web.middleware import request_context_middleware
+
+
+def provide_box(state: State) -> Box:
+    return state.box
+
+
+def create_app(config: Config) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        box = await Box.start(config)
+        app.state.box = box
+        try:
+            yield
+        finally:
+            await box.stop()
+
+    api = Router(path="/api", route_handlers=[health])
+    cors = (
+        CORSConfig(allow_origins=config.server.cors_origins, allow_credentials=True)
+        if config.server.cors_origins
+        else None
+    )
+    app = Litestar(
+        route_handlers=[api],
+        lifespan=[lifespan],
+        dependencies={"box": Provide(provide_box, sync_to_thread=False)},
+        exception_handlers={Exception: handle_exception},
+        cors_config=cors,
+        request_max_body_size=config.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="telentir-box",
+            version=__version__,
+            path="/api/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        logging_config=None,  # logs.configure_logging owns the handlers
+        debug=False,
+    )
+    # Route middleware never sees unmatched paths (404/405) or CORS preflights; wrapping
+    # the app's outermost handler gives every response its request id and headers.
+    https = config.server.public_url.startswith("https://")
+    app.asgi_handler = request_context_middleware(https=https)(app.asgi_handler)
+    return app

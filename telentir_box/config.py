@@ -1,0 +1,177 @@
+"""Configuration: msgspec Structs read from TOML, every field overridable from the
+environment as TELENTIR_BOX_<SECTION>__<KEY>. With no file the embedded defaults run."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+ENV_PREFIX = "TELENTIR_BOX_"
+CONFIG_ENV = "TELENTIR_BOX_CONFIG"
+MASK = "********"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one line for the operator."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 3000
+    public_url: str = ""
+    cors_origins: list[str] = []
+    max_body_bytes: int = 1_048_576
+    shutdown_timeout: float = 3.0
+
+
+class DataConfig(_Section):
+    dir: str = "./telentir-data"
+
+
+class DatabaseConfig(_Section):
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    read_pool_size: int = 4
+    busy_timeout_ms: int = 5000
+    max_batch: int = 256
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class AuthConfig(_Section):
+    registration: Literal["invite", "open", "closed"] = "invite"
+    session_ttl_hours: int = 12
+    remember_ttl_days: int = 30
+    argon2_memory_kib: int = 19_456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    max_attempts: int = 5
+    lockout_seconds: int = 900
+
+
+class TwilioConfig(_Section):
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    api_base: str = "https://api.twilio.com"
+
+
+class SmtpConfig(_Section):
+    host: str = ""
+    port: int = 587
+    username: str = ""
+    password: str = ""
+    starttls: bool = True
+    sender: str = "telentir-box@localhost"
+
+
+class StoreConfig(_Section):
+    max_object_bytes: int = 1_048_576
+    page_size: int = 100
+
+
+class EventsConfig(_Section):
+    heartbeat_seconds: float = 15.0
+    retention_days: int = 7
+    retention_count: int = 1_000_000
+    queue_size: int = 1000
+    max_streams_per_user: int = 32
+    max_streams: int = 2000
+
+
+class ConnectConfig(_Section):
+    base_url: str = ""
+    timeout_seconds: float = 30.0
+
+
+class BillingConfig(_Section):
+    lead_allowance: int = 100
+    period: Literal["monthly"] = "monthly"
+    lead_price_cents: int = 10
+    currency: str = "usd"
+    stripe_secret_key: str = ""
+    stripe_customer_id: str = ""
+    stripe_api_base: str = "https://api.stripe.com"
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    data: DataConfig = msgspec.field(default_factory=DataConfig)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)
+    smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    events: EventsConfig = msgspec.field(default_factory=EventsConfig)
+    connect: ConnectConfig = msgspec.field(default_factory=ConnectConfig)
+    billing: BillingConfig = msgspec.field(default_factory=BillingConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir).expanduser().resolve()
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any), lay the environment over it and validate the result."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV and "__" in name:
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+            raw.setdefault(section, {})[key] = _env_value(value)
+    try:
+        return msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid config{where}: {_readable(str(exc))}") from None
+
+
+def _env_value(value: str) -> Any:
+    # Lists come as JSON ("["a","b"]"); everything else stays a string and msgspec's
+    # lax mode turns "3000" or "true" into the field's type.
+    if value.startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _readable(message: str) -> str:
+    # msgspec says "... - at `$.server.port`"; operators think in "server.port".
+    return message.replace("`$.", "`").replace("$.", "")
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """The effective config as plain data with every secret replaced by a mask."""
+    data = msgspec.to_builtins(config)
+    for section in data.values():
+        for key, value in section.items():
+            if value and _is_secret(key):
+                section[key] = MASK
+    return data
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key for word in ("secret", "token", "password"))

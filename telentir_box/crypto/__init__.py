@@ -1,0 +1,1 @@
+"""Key material: the master key and sealing, RSA server keypairs, strict encodings."""

@@ -1,0 +1,78 @@
+"""The master key and what it protects. Secrets are sealed with AES-256-GCM under a
+subkey derived (HKDF-SHA256) per purpose, so one purpose's ciphertext never opens as
+another's. The master key lives in a 0600 file in the data directory or in the env."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MASTER_KEY_ENV = "TELENTIR_BOX_MASTER_KEY"
+MASTER_KEY_FILE = "master.key"
+_VERSION = b"\x01"
+
+
+class MasterKeyError(Exception):
+    pass
+
+
+def create_master_key(data_dir: Path) -> bool:
+    """Write a new master key file (0600) unless one exists; True if it was created."""
+    path = data_dir / MASTER_KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return True
+
+
+def load_master_key(data_dir: Path, environ: dict[str, str] | None = None) -> bytes:
+    environ = dict(os.environ) if environ is None else environ
+    text = environ.get(MASTER_KEY_ENV)
+    source = MASTER_KEY_ENV
+    if not text:
+        path = data_dir / MASTER_KEY_FILE
+        source = str(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise MasterKeyError(f"no master key: {path} is missing (run `telentir-box init`)") from None
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise MasterKeyError(f"the master key in {source} is not 32 bytes of base64")
+    return key
+
+
+class Sealer:
+    """Seals and opens small secrets for one purpose under the master key."""
+
+    def __init__(self, master_key: bytes, purpose: str) -> None:
+        subkey = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=None,
+            info=b"telentir-box/" + purpose.encode(),
+        ).derive(master_key)
+        self._aead = AESGCM(subkey)
+
+    def seal(self, plaintext: bytes, context: bytes = b"") -> bytes:
+        """`context` (e.g. a row id) is bound as associated data so sealed values
+        cannot be swapped between rows."""
+        nonce = secrets.token_bytes(12)
+        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, context)
+
+    def open(self, sealed: bytes, context: bytes = b"") -> bytes:
+        if sealed[:1] != _VERSION:
+            raise ValueError("unknown sealed format")
+        return self._aead.decrypt(sealed[1:13], sealed[13:], context)

@@ -1,0 +1,148 @@
+"""The data directory and the box's first secrets: `init` creates them once
+(idempotently), and every start loads them into a Keyring."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from telentir_box.config import Config
+from telentir_box.crypto import rsa as rsa_keys
+from telentir_box.crypto.keyring import Keyring, PlatformKey
+from telentir_box.crypto.sealing import Sealer, create_master_key, load_master_key
+from telentir_box.db import secrets as secrets_repo
+from telentir_box.db.database import Database, Transaction
+from telentir_box.db.migrate import apply_migrations
+
+DATABASE_FILE = "telentir-box.sqlite3"
+PLATFORM_KEY_NAME = "box"
+SESSION_SECRET = "session_secret"  # noqa: S105 - a row name, not a secret
+SETUP_TOKEN = "setup_token"  # noqa: S105 - a row name
+SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name
+SECRETS_PURPOSE = "box-secrets"
+PLATFORM_PURPOSE = "platform-keys"
+
+
+@dataclass
+class InitReport:
+    created: list[str] = field(default_factory=list)
+    migrations: list[str] = field(default_factory=list)
+    setup_token: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.migrations)
+
+
+def open_database(config: Config) -> Database:
+    db = config.database
+    return Database(
+        config.data_dir / DATABASE_FILE,
+        synchronous=db.synchronous,
+        read_pool_size=db.read_pool_size,
+        busy_timeout_ms=db.busy_timeout_ms,
+        max_batch=db.max_batch,
+    )
+
+
+def ensure_data_dir(path: Path) -> bool:
+    """Create the data directory, private to the box's user; True if it was created."""
+    created = not path.exists()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return created
+
+
+async def initialise(config: Config) -> tuple[Database, InitReport]:
+    """Create whatever is missing: directory, master key, schema, session secret,
+    platform keypair and the one-time setup token, and return the open database.
+    A second run changes nothing."""
+    report = InitReport()
+    data_dir = config.data_dir
+    if ensure_data_dir(data_dir):
+        report.created.append(f"data directory {data_dir}")
+    if create_master_key(data_dir):
+        report.created.append("master key")
+    db = open_database(config)
+    await db.open()
+    try:
+        await _initialise_database(db, data_dir, report)
+    except BaseException:
+        await db.close()
+        raise
+    restrict_permissions(db.path)
+    return db, report
+
+
+async def _initialise_database(db: Database, data_dir: Path, report: InitReport) -> None:
+    report.migrations = [f"{m.version:04d}_{m.name}" for m in await apply_migrations(db.writer)]
+    master = load_master_key(data_dir)
+    box_sealer = Sealer(master, SECRETS_PURPOSE)
+    platform_sealer = Sealer(master, PLATFORM_PURPOSE)
+
+    async with db.reading() as conn:
+        has_platform_key = bool(await secrets_repo.list_platform_keys(conn))
+    # RSA generation is CPU-heavy: keep it off the event loop.
+    new_key = None if has_platform_key else await asyncio.to_thread(rsa_keys.generate_private_key)
+    setup_token = "tbs_" + secrets.token_urlsafe(32)
+
+    async def write(tx: Transaction) -> None:
+        secret = secrets.token_bytes(32)
+        if await secrets_repo.insert_secret(tx, SESSION_SECRET, box_sealer.seal(secret, b"session")):
+            report.created.append("session-signing secret")
+        if await secrets_repo.insert_secret(tx, SETUP_TOKEN, box_sealer.seal(setup_token.encode(), b"setup")):
+            report.created.append("setup token")
+            report.setup_token = setup_token
+        if new_key is not None:
+            await secrets_repo.insert_platform_key(
+                tx,
+                PLATFORM_KEY_NAME,
+                rsa_keys.public_key_der(new_key.public_key()),
+                platform_sealer.seal(rsa_keys.private_key_der(new_key), PLATFORM_KEY_NAME.encode()),
+                current=True,
+            )
+            report.created.append(f"platform keypair '{PLATFORM_KEY_NAME}'")
+
+    await db.write(write)
+
+
+async def load_keyring(config: Config, db: Database) -> Keyring:
+    master = load_master_key(config.data_dir)
+    box_sealer = Sealer(master, SECRETS_PURPOSE)
+    platform_sealer = Sealer(master, PLATFORM_PURPOSE)
+    async with db.reading() as conn:
+        sealed_secret = await secrets_repo.get_secret(conn, SESSION_SECRET)
+        rows = await secrets_repo.list_platform_keys(conn)
+    if sealed_secret is None or not rows:
+        raise RuntimeError("the data directory is not initialised (run `telentir-box init`)")
+    keys = {}
+    current = rows[-1].name
+    for row in rows:
+        private = rsa_keys.load_private_key(platform_sealer.open(row.sealed_private, row.name.encode()))
+        keys[row.name] = PlatformKey(row.name, private.public_key(), private)
+        if row.is_current:
+            current = row.name
+    return Keyring(
+        master_key=master,
+        session_secret=box_sealer.open(sealed_secret, b"session"),
+        platform_keys=keys,
+        current_platform=current,
+    )
+
+
+def restrict_permissions(path: Path) -> None:
+    """Database files hold sealed secrets and user data: owner-only."""
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if candidate.exists():
+            os.chmod(candidate, 0o600)
+
+
+def write_setup_token_file(data_dir: Path, token: str) -> Path:
+    """Hand the setup token to the operator without putting it in the logs."""
+    path = data_dir / SETUP_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return path

@@ -1,0 +1,182 @@
+"""The SQLite database: one writer that group-commits whole write functions, and a
+small pool of read-only connections. Every connection is opened the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+
+from telentir_box.db.events import Event
+from telentir_box.errors import AppError
+
+T = TypeVar("T")
+log = logging.getLogger("telentir_box.db")
+
+WriteFn = Callable[["Transaction"], Awaitable[T]]
+
+
+@dataclass
+class Transaction:
+    """What a write function sees: the writer connection and the events it records,
+    which are fanned out only once the transaction that holds them has committed."""
+
+    conn: aiosqlite.Connection
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    fn: WriteFn[Any]
+    future: asyncio.Future[Any]
+
+
+class Database:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        read_pool_size: int = 4,
+        busy_timeout_ms: int = 5000,
+        max_batch: int = 256,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.read_pool_size = read_pool_size
+        self.busy_timeout_ms = busy_timeout_ms
+        self.max_batch = max_batch
+        self.on_commit: Callable[[list[Event]], None] = lambda events: None
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self._writer = await self._connect(read_only=False)
+        for _ in range(self.read_pool_size):
+            reader = await self._connect(read_only=True)
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+        self._writer_task = asyncio.create_task(self._write_loop(), name="db-writer")
+
+    async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        # Order matters: the busy timeout must be in force before the journal-mode
+        # change, which itself needs a lock another process might hold.
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        if not read_only:
+            await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            await conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        """The writer connection, for migrations before the write loop serves requests."""
+        assert self._writer is not None, "database is not open"
+        return self._writer
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._jobs.put_nowait(None)
+            await self._writer_task
+            self._writer_task = None
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+        if self._writer is not None:
+            # Fold the WAL back into the main file so a stopped box is one clean file.
+            await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._writer.close()
+            self._writer = None
+
+    async def write(self, fn: WriteFn[T]) -> T:
+        """Run `fn` inside a write transaction; return its result once it has committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put_nowait(_Job(fn, future))
+        return await future
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        async with self.reading() as conn:
+            return await fn(conn, *args)
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch and not self._jobs.empty():
+                job = self._jobs.get_nowait()
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            await self._commit_batch(batch)
+            if stop:
+                return
+
+    async def _commit_batch(self, batch: list[_Job]) -> None:
+        """Group commit: one transaction, one fsync, for every job in the batch. Each job
+        runs inside its own savepoint so a failing job is undone alone."""
+        conn = self.writer
+        isolate = len(batch) > 1
+        done: list[tuple[_Job, Any, Transaction]] = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                tx = Transaction(conn)
+                if isolate:
+                    await conn.execute("SAVEPOINT job")
+                try:
+                    result = await job.fn(tx)
+                except Exception as exc:
+                    if not isolate:
+                        raise
+                    await conn.execute("ROLLBACK TO job")
+                    await conn.execute("RELEASE job")
+                    _fail(job, exc)
+                    continue
+                if isolate:
+                    await conn.execute("RELEASE job")
+                done.append((job, result, tx))
+            await conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            for job in batch:
+                _fail(job, exc)
+            if not isinstance(exc, AppError):
+                log.error("write transaction failed", exc_info=exc)
+            return
+        events = [event for _, _, tx in done for event in tx.events]
+        for job, result, _ in done:
+            if not job.future.done():
+                job.future.set_result(result)
+        if events:
+            self.on_commit(events)
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)

@@ -1,0 +1,70 @@
+"""Applies the numbered migrations in `db/migrations/`, each in its own transaction,
+and refuses a database written by a newer telentir-box."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import aiosqlite
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available_migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("telentir_box.db.migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def current_version(conn: aiosqlite.Connection) -> int:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+    )
+    rows = await conn.execute_fetchall("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
+    return int(next(iter(rows))["v"])
+
+
+async def apply_migrations(conn: aiosqlite.Connection) -> list[Migration]:
+    """Bring the schema up to date; return the migrations that were applied."""
+    migrations = available_migrations()
+    latest = migrations[-1].version if migrations else 0
+    version = await current_version(conn)
+    if version > latest:
+        raise SchemaTooNew(
+            f"the database is at schema version {version}, newer than this telentir-box "
+            f"knows ({latest}); upgrade telentir-box or restore a matching backup"
+        )
+    applied = []
+    for migration in migrations:
+        if migration.version <= version:
+            continue
+        try:
+            await conn.executescript(
+                f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+                f"INSERT INTO schema_version (version, name) "
+                f"VALUES ({migration.version}, '{migration.name}');\nCOMMIT;"
+            )
+        except Exception:
+            if conn.in_transaction:
+                await conn.rollback()
+            raise
+        applied.append(migration)
+    return applied

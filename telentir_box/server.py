@@ -1,0 +1,60 @@
+"""Running the app under uvicorn in-process, with a shutdown that systemd likes:
+SIGTERM/SIGINT stop accepting, end streams, finish in-flight requests, exit 0."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+
+from telentir_box.app import create_app
+from telentir_box.config import Config
+
+log = logging.getLogger("telentir_box")
+
+
+class BoxServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the caught signal after a graceful stop, which makes the
+        # process die "by signal"; a requested stop is a clean exit (status 0) here.
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        box = getattr(self.config.app.state, "box", None)
+        if box is not None:
+            # Long-lived streams watch this and end, so the graceful wait is short.
+            box.stopping.set()
+
+
+async def serve(config: Config) -> int:
+    app = create_app(config)
+    server = BoxServer(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            server_header=False,
+            timeout_graceful_shutdown=config.server.shutdown_timeout,
+        )
+    )
+    log.info(
+        "telentir-box listening",
+        extra={"url": f"http://{config.server.host}:{config.server.port}/api"},
+    )
+    await server.serve()
+    return 0 if server.started else 1

@@ -1,0 +1,78 @@
+"""One function maps every exception to the {"error", "code", "message"} body, so
+unknown routes, bad JSON, validation, domain errors and crashes all look alike."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from telentir_box.errors import AppError
+
+log = logging.getLogger("telentir_box.http")
+
+_HTTP_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+}
+_HTTP_MESSAGES = {
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": message, "code": code, "message": message, **extra}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response[Any]:
+    return Response(
+        error_body(code, message, **extra),
+        status_code=status,
+        headers=headers,
+        media_type=MediaType.JSON,
+    )
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, AppError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, ValidationException):
+        return error_response(400, "VALIDATION_ERROR", _validation_message(exc))
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        status = exc.status_code
+        message = _HTTP_MESSAGES.get(status) or exc.detail
+        return error_response(status, _HTTP_CODES.get(status, "HTTP_ERROR"), message, exc.headers)
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"request_id": request_id, "method": request.method, "path": request.url.path},
+    )
+    return error_response(500, "INTERNAL_ERROR", "Internal server error")
+
+
+def _validation_message(exc: ValidationException) -> str:
+    # Litestar puts one entry per failing field in `extra`; name the field for the client.
+    details = exc.extra if isinstance(exc.extra, list) else []
+    for item in details:
+        if isinstance(item, dict) and item.get("message"):
+            key = item.get("key")
+            message = str(item["message"])
+            if key and f"`{key}`" not in message:
+                return f"Invalid {item.get('source') or 'request'} field `{key}`: {message}"
+            return f"Invalid request: {message}"
+    detail = str(exc.detail or "Invalid request")
+    return "Invalid request body: malformed JSON" if "JSON" in detail or "decode" in detail else detail

@@ -1,0 +1,66 @@
+"""Pure ASGI middleware run on every request: it assigns the request id, adds it and
+the baseline security headers to the response, and writes the access log line."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("telentir_box.access")
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+# The API answers JSON and event streams only; the schema viewer pages need scripts.
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+def request_context_middleware(*, https: bool) -> Any:
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            request_id = secrets.token_hex(8)
+            scope.setdefault("state", {})["request_id"] = request_id
+            path: str = scope["path"]
+            extra_headers = [*_SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
+            if not path.startswith("/api/schema"):
+                extra_headers.append(_API_CSP)
+            if https:
+                extra_headers.append(_HSTS)
+            started = time.perf_counter()
+            status = 500
+
+            async def send_with_headers(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", ()), *extra_headers]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_with_headers)
+            finally:
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+
+        return middleware
+
+    return factory
