@@ -3,7 +3,7 @@ format, request context middleware, CORS, OpenAPI and the Box lifespan."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ControllerRouterHandler
 
 from telentir_box import __version__
 from telentir_box.box import Box
@@ -25,7 +26,10 @@ def provide_box(state: State) -> Box:
     return state.box
 
 
-def create_app(config: Config) -> Litestar:
+def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] = ()) -> Litestar:
+    """`extra_routes` mounts more handlers under /api (embedding, and tests that need a
+    route which fails on purpose)."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         box = await Box.start(config)
@@ -35,7 +39,7 @@ def create_app(config: Config) -> Litestar:
         finally:
             await box.stop()
 
-    api = Router(path="/api", route_handlers=[health])
+    api = Router(path="/api", route_handlers=[health, *extra_routes])
     cors = (
         CORSConfig(allow_origins=config.server.cors_origins, allow_credentials=True)
         if config.server.cors_origins

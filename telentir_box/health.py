@@ -6,6 +6,7 @@ import logging
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 
 from telentir_box import __version__
 from telentir_box.box import Box
@@ -20,7 +21,7 @@ class Health(msgspec.Struct):
 
 
 @get("/health", summary="Liveness and database check", tags=["system"])
-async def health(box: Box) -> Health:
+async def health(box: NamedDependency[Box]) -> Health:
     try:
         async with box.db.reading() as conn:
             await conn.execute_fetchall("SELECT 1")

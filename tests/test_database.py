@@ -1,0 +1,90 @@
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from telentir_box.db.database import Database, Transaction
+from telentir_box.db.events import Event, events_after, record_event
+from telentir_box.db.migrate import SchemaTooNew, apply_migrations, available_migrations
+from telentir_box.errors import Conflict
+
+
+@pytest.fixture
+async def db(tmp_path: Path):
+    database = Database(tmp_path / "t.sqlite3", read_pool_size=2)
+    await database.open()
+    await apply_migrations(database.writer)
+    yield database
+    await database.close()
+
+
+async def test_database_pragmas_in_force(db: Database) -> None:
+    rows = await db.writer.execute_fetchall("PRAGMA journal_mode")
+    assert next(iter(rows))[0] == "wal"
+    assert next(iter(await db.writer.execute_fetchall("PRAGMA synchronous")))[0] == 2  # FULL
+    assert next(iter(await db.writer.execute_fetchall("PRAGMA foreign_keys")))[0] == 1
+    async with db.reading() as conn:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await conn.execute("INSERT INTO events (user_id, type, data) VALUES ('u', 't', x'00')")
+
+
+async def test_database_group_commit_isolates_a_failing_write(db: Database) -> None:
+    published: list[Event] = []
+    db.on_commit = published.extend
+
+    def writer(user: str, fail: bool):
+        async def fn(tx: Transaction) -> int:
+            event = await record_event(tx, user, "object_created", {"id": user})
+            if fail:
+                raise Conflict("no")
+            return event.id
+
+        return fn
+
+    results = await asyncio.gather(
+        *(db.write(writer(f"u{i}", fail=i % 3 == 0)) for i in range(30)), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, Conflict)]
+    ok = [r for r in results if isinstance(r, int)]
+    assert len(failed) == 10
+    assert len(ok) == 20
+    async with db.reading() as conn:
+        stored = [e.user_id for i in range(30) for e in await events_after(conn, f"u{i}", 0, 10)]
+    assert sorted(stored) == sorted(f"u{i}" for i in range(30) if i % 3)
+    # Only committed events are fanned out, in log order.
+    assert [e.id for e in published] == sorted(ok)
+
+
+async def test_database_single_failing_write_leaves_nothing(db: Database) -> None:
+    async def fn(tx: Transaction) -> None:
+        await record_event(tx, "u", "x", {})
+        raise Conflict("stop")
+
+    with pytest.raises(Conflict):
+        await db.write(fn)
+    async with db.reading() as conn:
+        assert await events_after(conn, "u", 0, 10) == []
+
+
+async def test_database_write_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    first = Database(path)
+    await first.open()
+    await apply_migrations(first.writer)
+    event = await first.write(lambda tx: record_event(tx, "u", "x", {"n": 1}))
+    await first.close()
+    second = Database(path)
+    await second.open()
+    async with second.reading() as conn:
+        assert [e.payload for e in await events_after(conn, "u", 0, 10)] == [{"n": 1}]
+        assert (await events_after(conn, "u", 0, 10))[0].id == event.id
+    await second.close()
+
+
+async def test_migrations_apply_once_and_refuse_newer_schema(db: Database) -> None:
+    assert await apply_migrations(db.writer) == []
+    latest = available_migrations()[-1].version
+    await db.writer.execute("INSERT INTO schema_version (version, name) VALUES (?, 'future')", (latest + 1,))
+    with pytest.raises(SchemaTooNew, match="newer"):
+        await apply_migrations(db.writer)
