@@ -15,6 +15,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from telentir_box import __version__
+from telentir_box.auth.guards import provide_principal
 from telentir_box.box import Box
 from telentir_box.config import Config
 from telentir_box.health import health
@@ -48,7 +49,10 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
     app = Litestar(
         route_handlers=[api],
         lifespan=[lifespan],
-        dependencies={"box": Provide(provide_box, sync_to_thread=False)},
+        dependencies={
+            "box": Provide(provide_box, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
         exception_handlers={Exception: handle_exception},
         cors_config=cors,
         request_max_body_size=config.server.max_body_bytes,

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from telentir_box import __version__
+from telentir_box.auth.apikeys import flush_api_key_use
+from telentir_box.auth.passwords import Passwords
+from telentir_box.auth.principal import Authenticator
 from telentir_box.config import Config
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.datadir import initialise, load_keyring, write_setup_token_file
 from telentir_box.db.database import Database
 
 log = logging.getLogger("telentir_box")
+API_KEY_USE_FLUSH_SECONDS = 30.0
 
 
 def utc_now() -> datetime:
@@ -30,9 +35,12 @@ class Box:
     db: Database
     keyring: Keyring
     http: httpx.AsyncClient
+    authenticator: Authenticator
+    passwords: Passwords
     clock: Callable[[], datetime] = utc_now
     # Set when the process starts to stop, so long-lived streams can end cleanly.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, config: Config) -> Box:
@@ -53,9 +61,36 @@ class Box:
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0), headers={"user-agent": f"telentir-box/{__version__}"}
         )
-        return cls(config=config, db=db, keyring=keyring, http=http)
+        authenticator = Authenticator(db, keyring.session_secret, keyring.derive("api-key-pepper"))
+        db.on_touched = authenticator.clear_cache
+        box = cls(
+            config=config,
+            db=db,
+            keyring=keyring,
+            http=http,
+            authenticator=authenticator,
+            passwords=Passwords(config.auth),
+        )
+        box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
+        return box
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a background task for the life of the box; stop() cancels it."""
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def _flush_api_key_use_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(API_KEY_USE_FLUSH_SECONDS)
+            try:
+                await flush_api_key_use(self.db, self.authenticator)
+            except Exception:
+                log.exception("could not record API key use")
 
     async def stop(self) -> None:
         self.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await flush_api_key_use(self.db, self.authenticator)
         await self.http.aclose()
         await self.db.close()

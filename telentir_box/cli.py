@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -13,6 +14,7 @@ from telentir_box import __version__
 from telentir_box.config import Config, ConfigError, load_config, masked
 from telentir_box.crypto.sealing import MasterKeyError
 from telentir_box.db.migrate import SchemaTooNew
+from telentir_box.errors import AppError
 
 Command = Callable[[argparse.Namespace, Config], int]
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         return args.handler(args, config)
-    except (ConfigError, MasterKeyError, SchemaTooNew) as exc:
+    except (ConfigError, MasterKeyError, SchemaTooNew, AppError) as exc:
         print(f"telentir-box: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -60,6 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
     command("init", cmd_init, "create the data directory, keys and database; print the setup token once")
     command("migrate", cmd_migrate, "apply pending database migrations")
     command("check-config", cmd_check_config, "validate the config and print it with secrets masked")
+    admin = commands.add_parser(
+        "admin", help="administer users offline", description="administer users offline"
+    )
+    admin_commands = admin.add_subparsers(title="admin commands", metavar="ADMIN_COMMAND", required=True)
+
+    def admin_command(name: str, handler: Command, help: str) -> argparse.ArgumentParser:
+        sub = admin_commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--config", metavar="PATH", help="TOML config file")
+        sub.set_defaults(command=f"admin {name}", handler=handler)
+        return sub
+
+    create_user = admin_command("create-user", cmd_admin_create_user, "create a user; prints its id as JSON")
+    create_user.add_argument("email")
+    create_user.add_argument("--role", choices=["owner", "admin", "member"], default="member")
+    create_user.add_argument("--super-admin", action="store_true", help="also make the user the super admin")
+    create_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (else one is generated)"
+    )
+    create_user.add_argument("--first-name", default="")
+    create_user.add_argument("--last-name", default="")
+    create_user.add_argument("--phone", default="", help="E.164 phone number")
+    create_user.add_argument("--phone-verified", action="store_true", help="mark the phone as verified")
+    create_user.add_argument("--api-key", metavar="NAME", help="also create an API key and print it once")
+
     version = commands.add_parser("version", help="print the version", description="print the version")
     version.set_defaults(command="version")
     return parser
@@ -120,6 +146,45 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     print(json.dumps(masked(config), indent=2))
     return 0
+
+
+def cmd_admin_create_user(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth.accounts import NewUser, create_user
+    from telentir_box.auth.apikeys import create_api_key
+    from telentir_box.box import Box
+
+    generated = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = generated = secrets.token_urlsafe(18)
+
+    async def go() -> int:
+        box = await Box.start(config)
+        try:
+            new = NewUser(
+                email=args.email,
+                password=password,
+                role=args.role,
+                first_name=args.first_name,
+                last_name=args.last_name,
+                phone=args.phone,
+                super_admin=args.super_admin,
+                phone_verified=args.phone_verified,
+            )
+            result: dict[str, str] = {"id": await create_user(box.db, box.passwords, new)}
+            if generated:
+                result["password"] = generated
+            if args.api_key:
+                result["api_key"] = (
+                    await create_api_key(box.db, box.authenticator, result["id"], args.api_key)
+                ).key
+        finally:
+            await box.stop()
+        print(json.dumps(result))
+        return 0
+
+    return run(go())
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:

@@ -3,6 +3,7 @@ app under Litestar's test client, and the real server started as a subprocess.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -128,3 +129,34 @@ def live_server_factory(env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
 @pytest.fixture
 def live_server(live_server_factory: Callable[..., LiveServer]) -> LiveServer:
     return live_server_factory()
+
+
+def create_user(env: dict[str, str], email: str, *flags: str, password: str | None = None) -> dict[str, str]:
+    """Create a user through `telentir-box admin create-user` against `env`'s data
+    directory (safe while a server runs on it); returns its JSON (id, api_key, ...)."""
+    args = [sys.executable, "-m", "telentir_box", "admin", "create-user", email, *flags]
+    if password is not None:
+        args.append("--password-stdin")
+    result = subprocess.run(
+        args,
+        input=(password + "\n") if password is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def user_factory(env: dict[str, str]) -> Callable[..., dict[str, str]]:
+    """Make verified users with an API key: user_factory("a@x.io") -> {id, api_key, password}."""
+    counter = iter(range(1_000_000))
+
+    def make(email: str | None = None, *flags: str) -> dict[str, str]:
+        email = email or f"user{next(counter)}@example.com"
+        return create_user(env, email, "--phone-verified", "--api-key", "test", *flags)
+
+    return make

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from telentir_box.crypto.sealing import Sealer
+from telentir_box.crypto.sealing import Sealer, hkdf
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,10 @@ class Keyring:
         if purpose not in self._sealers:
             self._sealers[purpose] = Sealer(self.master_key, purpose)
         return self._sealers[purpose]
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (e.g. a MAC pepper), derived from the master key."""
+        return hkdf(self.master_key, purpose)
 
     @property
     def current(self) -> PlatformKey:

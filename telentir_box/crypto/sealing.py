@@ -54,6 +54,12 @@ def load_master_key(data_dir: Path, environ: dict[str, str] | None = None) -> by
     return key
 
 
+def hkdf(master_key: bytes, purpose: str) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"telentir-box/" + purpose.encode()
+    ).derive(master_key)
+
+
 class Sealer:
     """Seals and opens small secrets for one purpose under the master key."""
 

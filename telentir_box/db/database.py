@@ -29,6 +29,9 @@ class Transaction:
 
     conn: aiosqlite.Connection
     events: list[Event] = field(default_factory=list)
+    # Names of in-memory state derived from the rows this write changed (e.g. "auth"),
+    # so caches are dropped after commit.
+    touched: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Database:
         self.busy_timeout_ms = busy_timeout_ms
         self.max_batch = max_batch
         self.on_commit: Callable[[list[Event]], None] = lambda events: None
+        self.on_touched: Callable[[set[str]], None] = lambda touched: None
         self._writer: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
@@ -170,6 +174,10 @@ class Database:
                 log.error("write transaction failed", exc_info=exc)
             return
         events = [event for _, _, tx in done for event in tx.events]
+        touched = set().union(*(tx.touched for _, _, tx in done))
+        if touched:
+            # Before the callers resume, so no request can read a stale cache entry.
+            self.on_touched(touched)
         for job, result, _ in done:
             if not job.future.done():
                 job.future.set_result(result)

@@ -1,0 +1,1 @@
+"""Identity and access: users, sessions, API keys, 2FA, phone verification, guards."""

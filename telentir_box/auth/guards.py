@@ -1,0 +1,86 @@
+"""The guards every route uses to say who may call it, and the `principal`
+dependency that hands the resolved caller to handlers.
+
+- requires_auth: a valid session cookie, session Bearer or API key (401 UNAUTHORIZED);
+  a session still waiting for its 2FA code is refused (401 TWO_FACTOR_REQUIRED) unless
+  the route sets opt={"allow_2fa_pending": True}.
+- requires_object_auth: requires_auth plus a verified phone (403 PHONE_VERIFICATION_REQUIRED).
+- requires_role("admin"), requires_super_admin: 403 FORBIDDEN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from telentir_box.auth.principal import Principal
+from telentir_box.errors import Forbidden, PhoneVerificationRequired, TwoFactorRequired, Unauthorized
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Any]
+COOKIE = "token"
+_ROLE_RANK = {"member": 0, "admin": 1, "owner": 2}
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return connection.cookies.get(COOKIE) or None
+
+
+async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    """Resolve (once per request) the caller, or None when there is no valid credential."""
+    state = connection.scope.setdefault("state", {})
+    if "principal" not in state:
+        token = bearer_token(connection)
+        box = connection.app.state.box
+        state["principal"] = await box.authenticator.resolve(token) if token else None
+    return state["principal"]
+
+
+async def requires_auth(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    principal = await current_principal(connection)
+    if principal is None:
+        raise Unauthorized()
+    if principal.two_factor_pending and not handler.opt.get("allow_2fa_pending"):
+        raise TwoFactorRequired()
+
+
+async def requires_object_auth(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    await requires_auth(connection, handler)
+    principal = connection.scope["state"]["principal"]
+    if not principal.phone_verified:
+        raise PhoneVerificationRequired()
+
+
+def requires_role(minimum: str) -> Guard:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        await requires_auth(connection, handler)
+        principal = connection.scope["state"]["principal"]
+        if _ROLE_RANK[principal.role] < _ROLE_RANK[minimum] and not principal.super_admin:
+            raise Forbidden()
+
+    return guard
+
+
+async def requires_super_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    await requires_auth(connection, handler)
+    if not connection.scope["state"]["principal"].super_admin:
+        raise Forbidden()
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """For handlers behind one of the guards above: the caller they admitted."""
+    principal = await current_principal(request)
+    if principal is None:
+        raise Unauthorized()
+    return principal
