@@ -16,9 +16,13 @@ from litestar.types import ControllerRouterHandler
 
 from telentir_box import __version__
 from telentir_box.auth.guards import provide_principal
+from telentir_box.auth.team_routes import identity_routes
 from telentir_box.box import Box
 from telentir_box.config import Config
+from telentir_box.connect.routes import connect_routes
+from telentir_box.events.routes import event_routes
 from telentir_box.health import health
+from telentir_box.store.routes import store_routes
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 
@@ -40,7 +44,17 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
         finally:
             await box.stop()
 
-    api = Router(path="/api", route_handlers=[health, *extra_routes])
+    api = Router(
+        path="/api",
+        route_handlers=[
+            health,
+            *event_routes,
+            *identity_routes,
+            *store_routes,
+            *connect_routes,
+            *extra_routes,
+        ],
+    )
     cors = (
         CORSConfig(allow_origins=config.server.cors_origins, allow_credentials=True)
         if config.server.cors_origins

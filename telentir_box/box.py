@@ -14,12 +14,16 @@ import httpx
 
 from telentir_box import __version__
 from telentir_box.auth.apikeys import flush_api_key_use
+from telentir_box.auth.identity import Identity, build_identity
 from telentir_box.auth.passwords import Passwords
 from telentir_box.auth.principal import Authenticator
 from telentir_box.config import Config
+from telentir_box.connect.credits import Credits, build_credits, settle_abandoned_periodically
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.datadir import initialise, load_keyring, write_setup_token_file
 from telentir_box.db.database import Database
+from telentir_box.events.bus import Bus
+from telentir_box.events.retention import prune_event_log_periodically
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -37,6 +41,9 @@ class Box:
     http: httpx.AsyncClient
     authenticator: Authenticator
     passwords: Passwords
+    identity: Identity
+    bus: Bus
+    credits: Credits
     clock: Callable[[], datetime] = utc_now
     # Set when the process starts to stop, so long-lived streams can end cleanly.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -70,8 +77,17 @@ class Box:
             http=http,
             authenticator=authenticator,
             passwords=Passwords(config.auth),
+            identity=build_identity(config, keyring, http),
+            bus=Bus(config.events),
+            credits=build_credits(db, config.billing, http),
         )
+        db.on_commit = box.bus.publish
+        box.spawn(box.bus.run(box.stopping), "event-bus")
+        box.spawn(prune_event_log_periodically(db, config.events, box.clock), "event-retention")
+        if box.identity.sms.console:
+            log.warning("Twilio is not configured: phone verification codes are only logged (dev only)")
         box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
+        box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
         return box
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -88,6 +104,7 @@ class Box:
 
     async def stop(self) -> None:
         self.stopping.set()
+        self.bus.close_all()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -85,6 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--phone", default="", help="E.164 phone number")
     create_user.add_argument("--phone-verified", action="store_true", help="mark the phone as verified")
     create_user.add_argument("--api-key", metavar="NAME", help="also create an API key and print it once")
+    admin_command("list-users", cmd_admin_list_users, "list users as JSON")
+    for name, handler, help in (
+        ("reset-2fa", cmd_admin_reset_2fa, "turn off a user's two-factor authentication"),
+        ("verify-phone", cmd_admin_verify_phone, "mark a user's phone as verified"),
+        ("revoke-sessions", cmd_admin_revoke_sessions, "sign a user out everywhere (API keys stay)"),
+    ):
+        admin_command(name, handler, help).add_argument("email")
+    set_role = admin_command("set-role", cmd_admin_set_role, "change a user's team role")
+    set_role.add_argument("email")
+    set_role.add_argument("role", choices=["owner", "admin", "member"])
+
+    grant = admin_command("grant-credits", cmd_admin_grant_credits, "grant prepaid lead credits to the team")
+    grant.add_argument("email")
+    grant.add_argument("credits", type=int)
+    grant.add_argument("--note", default="", help="a note kept in the credit ledger")
+    demo = command("demo-connector", cmd_demo_connector, "serve synthetic leads as SSE (dev)")
+    demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=3100, help="bind port (default 3100)")
+    demo.add_argument("--delay-ms", type=float, default=0.0, help="pause between chunks of 200 leads")
 
     version = commands.add_parser("version", help="print the version", description="print the version")
     version.set_defaults(command="version")
@@ -187,6 +206,67 @@ def cmd_admin_create_user(args: argparse.Namespace, config: Config) -> int:
     return run(go())
 
 
+def run_admin(config: Config, action: Callable[[Any], Coroutine[Any, Any, Any]]) -> int:
+    """Start a box on the data directory, run one account action, print its JSON result."""
+    from telentir_box.box import Box
+
+    async def go() -> int:
+        box = await Box.start(config)
+        try:
+            result = await action(box)
+        finally:
+            await box.stop()
+        print(json.dumps(result))
+        return 0
+
+    return run(go())
+
+
+def cmd_admin_list_users(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth import admin
+
+    return run_admin(config, admin.list_users)
+
+
+def cmd_admin_reset_2fa(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth import admin
+
+    async def action(box: Any) -> dict[str, str]:
+        await admin.reset_two_factor(box, args.email)
+        return {"status": "ok"}
+
+    return run_admin(config, action)
+
+
+def cmd_admin_verify_phone(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth import admin
+
+    async def action(box: Any) -> dict[str, str]:
+        await admin.verify_phone(box, args.email)
+        return {"status": "ok"}
+
+    return run_admin(config, action)
+
+
+def cmd_admin_revoke_sessions(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth import admin
+
+    async def action(box: Any) -> dict[str, int]:
+        return {"revoked": await admin.revoke_sessions(box, args.email)}
+
+    return run_admin(config, action)
+
+
+def cmd_admin_set_role(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth import admin
+
+    async def action(box: Any) -> dict[str, str]:
+        await admin.set_role(box, args.email, args.role)
+        return {"status": "ok"}
+
+    return run_admin(config, action)
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from telentir_box.logs import configure_logging
     from telentir_box.server import serve
@@ -197,3 +277,21 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         config.server.port = args.port
     configure_logging(config.log.level, config.log.format)
     return run(serve(config))
+
+
+def cmd_admin_grant_credits(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth import admin
+
+    async def action(box: Any) -> dict[str, int]:
+        user = await admin.find_user(box, args.email)
+        await box.credits.grant(user.id, args.credits, args.note)
+        return {"granted": args.credits, "balance": await box.credits.prepaid_balance()}
+
+    return run_admin(config, action)
+
+
+def cmd_demo_connector(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.connect.demo import run_demo_connector
+
+    print(f'demo connector: set [connect] base_url = "http://{args.host}:{args.port}"', flush=True)
+    return run_demo_connector(args.host, args.port, args.delay_ms / 1000)

@@ -59,6 +59,11 @@ class AuthConfig(_Section):
     argon2_parallelism: int = 1
     max_attempts: int = 5
     lockout_seconds: int = 900
+    phone_code_ttl_seconds: int = 600
+    phone_code_attempts: int = 5
+    phone_resend_seconds: int = 60
+    reset_ttl_hours: int = 24
+    invite_ttl_days: int = 7
 
 
 class TwilioConfig(_Section):
@@ -94,6 +99,7 @@ class EventsConfig(_Section):
 class ConnectConfig(_Section):
     base_url: str = ""
     timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 5.0
 
 
 class BillingConfig(_Section):

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from telentir_box.auth.principal import API_KEY_PREFIX, Authenticator
+from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.users import ApiKeyRow
@@ -34,7 +35,9 @@ async def create_api_key(db: Database, auth: Authenticator, user_id: str, name: 
     hint = f"{API_KEY_PREFIX}...{key[-4:]}"
 
     async def write(tx: Transaction) -> ApiKeyRow:
-        return await users_repo.insert_api_key(tx, new_id("ak"), user_id, name, auth.hash_api_key(key), hint)
+        row = await users_repo.insert_api_key(tx, new_id("ak"), user_id, name, auth.hash_api_key(key), hint)
+        await identity_repo.insert_audit(tx, "api_key_created", user_id=user_id, detail={"key_id": row.id})
+        return row
 
     return NewApiKey(await db.write(write), key)
 
@@ -50,7 +53,12 @@ async def revoke_api_key(db: Database, user_id: str, key_id: str) -> None:
         raise NotFound("API key not found")
 
     async def write(tx: Transaction) -> bool:
-        return await users_repo.delete_api_key(tx, user_id, key_id)
+        deleted = await users_repo.delete_api_key(tx, user_id, key_id)
+        if deleted:
+            await identity_repo.insert_audit(
+                tx, "api_key_revoked", user_id=user_id, detail={"key_id": key_id}
+            )
+        return deleted
 
     if not await db.write(write):
         raise NotFound("API key not found")

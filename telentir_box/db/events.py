@@ -39,10 +39,39 @@ async def record_event(tx: Transaction, user_id: str, type: str, payload: dict[s
     return event
 
 
-async def events_after(conn: aiosqlite.Connection, user_id: str, after_id: int, limit: int) -> list[Event]:
-    rows = await conn.execute_fetchall(
-        "SELECT id, user_id, type, data, created_at FROM events"
-        " WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?",
-        (user_id, after_id, limit),
-    )
+async def events_after(
+    conn: aiosqlite.Connection, user_id: str, after_id: int, limit: int, *, type: str | None = None
+) -> list[Event]:
+    sql = "SELECT id, user_id, type, data, created_at FROM events WHERE user_id = ? AND id > ?"
+    params: tuple[object, ...] = (user_id, after_id)
+    if type is not None:
+        sql += " AND type = ?"
+        params += (type,)
+    rows = await conn.execute_fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))
     return [Event(r["id"], r["user_id"], r["type"], r["data"], r["created_at"]) for r in rows]
+
+
+async def latest_event_id(conn: aiosqlite.Connection) -> int:
+    """The highest id ever given out (0 if none), even if that event was pruned."""
+    rows = list(await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'"))
+    return int(rows[0]["seq"]) if rows else 0
+
+
+async def first_retained_event_id(conn: aiosqlite.Connection) -> int:
+    """The id of the oldest event still in the log; everything below it is gone. With an
+    empty log, the id the next event will get."""
+    rows = list(await conn.execute_fetchall("SELECT MIN(id) AS id FROM events"))
+    if rows and rows[0]["id"] is not None:
+        return int(rows[0]["id"])
+    return await latest_event_id(conn) + 1
+
+
+async def prune_events(tx: Transaction, created_before: str, keep_count: int, limit: int) -> int:
+    """Delete up to `limit` of the oldest events that are older than `created_before`
+    or beyond the newest `keep_count`; returns how many went."""
+    cursor = await tx.conn.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?"
+        " OR id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?) ORDER BY id LIMIT ?)",
+        (created_before, max(keep_count - 1, 0), limit),
+    )
+    return cursor.rowcount

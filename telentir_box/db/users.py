@@ -240,3 +240,51 @@ async def record_api_key_use(tx: Transaction, last_used: dict[str, str]) -> None
         "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
         [(at, key_id, at) for key_id, at in last_used.items()],
     )
+
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+async def set_password(tx: Transaction, user_id: str, password_hash: str) -> bool:
+    tx.touched.add(AUTH_STATE)
+    cursor = await tx.conn.execute(
+        f"UPDATE users SET password_hash = ?, updated_at = {_NOW} WHERE id = ?", (password_hash, user_id)
+    )
+    return cursor.rowcount == 1
+
+
+async def set_totp_secret(tx: Transaction, user_id: str, sealed: bytes | None, *, enabled: bool) -> bool:
+    """Store a pending secret (enabled False), switch it on, or clear it (sealed None)."""
+    tx.touched.add(AUTH_STATE)
+    cursor = await tx.conn.execute(
+        f"UPDATE users SET totp_secret_sealed = ?, totp_enabled = ?, updated_at = {_NOW} WHERE id = ?",
+        (sealed, int(enabled), user_id),
+    )
+    return cursor.rowcount == 1
+
+
+async def claim_totp_step(tx: Transaction, user_id: str, step: int) -> bool:
+    """Record `step` as used; False if it (or a later one) was used already: no replay."""
+    cursor = await tx.conn.execute(
+        "UPDATE users SET totp_last_step = ? WHERE id = ? AND totp_last_step < ?", (step, user_id, step)
+    )
+    return cursor.rowcount == 1
+
+
+async def delete_user(tx: Transaction, user_id: str) -> bool:
+    tx.touched.add(AUTH_STATE)
+    cursor = await tx.conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+    return cursor.rowcount == 1
+
+
+async def count_owners(tx: Transaction) -> int:
+    async with tx.conn.execute("SELECT count(*) FROM users WHERE role = 'owner'") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def session_expiry(conn: aiosqlite.Connection, session_id: str) -> str | None:
+    row = await _one(
+        conn, "SELECT expires_at FROM sessions WHERE id = ? AND revoked_at IS NULL", (session_id,)
+    )
+    return row[0] if row else None

@@ -39,3 +39,45 @@ CREATE TABLE api_keys (
     last_used_at TEXT
 ) STRICT;
 CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at);
+
+-- Ten one-time 2FA recovery codes per user, stored as keyed hashes.
+CREATE TABLE recovery_codes (
+    user_id   TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    code_hash BLOB NOT NULL,
+    used_at   TEXT,
+    PRIMARY KEY (user_id, code_hash)
+) STRICT;
+
+-- The phone code in flight for a user (at most one), hashed, with expiry and attempts.
+CREATE TABLE phone_codes (
+    user_id    TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    phone      TEXT NOT NULL,
+    code_hash  BLOB NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    sent_at    TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+) STRICT;
+
+-- Single-use tokens (password reset links, team invites), stored as keyed hashes.
+CREATE TABLE auth_tokens (
+    token_hash BLOB PRIMARY KEY,
+    purpose    TEXT NOT NULL CHECK (purpose IN ('reset', 'invite')),
+    user_id    TEXT REFERENCES users (id) ON DELETE CASCADE,
+    email      TEXT NOT NULL DEFAULT '',
+    role       TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('owner', 'admin', 'member')),
+    created_by TEXT,
+    expires_at TEXT NOT NULL,
+    used_at    TEXT
+) STRICT;
+
+-- Every authentication event: login ok/failed, lockouts, 2FA on/off, keys, roles.
+CREATE TABLE auth_audit (
+    id         INTEGER PRIMARY KEY,
+    event      TEXT NOT NULL,
+    user_id    TEXT,
+    actor_id   TEXT,
+    ip         TEXT NOT NULL DEFAULT '',
+    detail     TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+CREATE INDEX auth_audit_by_user ON auth_audit (user_id, id);

@@ -1,0 +1,32 @@
+"""The long-lived pieces identity needs beyond the Authenticator: the brute-force
+limiter, the code hasher, and the SMS and mail senders. Built once per box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from telentir_box.auth.codes import CodeHasher
+from telentir_box.auth.mail import Mailer
+from telentir_box.auth.ratelimit import RateLimiter
+from telentir_box.auth.sms import SmsSender, build_sms_sender
+from telentir_box.config import Config
+from telentir_box.crypto.keyring import Keyring
+
+
+@dataclass
+class Identity:
+    limiter: RateLimiter
+    codes: CodeHasher
+    sms: SmsSender
+    mailer: Mailer
+
+
+def build_identity(config: Config, keyring: Keyring, http: httpx.AsyncClient) -> Identity:
+    return Identity(
+        limiter=RateLimiter(config.auth.max_attempts, config.auth.lockout_seconds),
+        codes=CodeHasher(keyring.derive("auth-codes")),
+        sms=build_sms_sender(config.twilio, http),
+        mailer=Mailer(config.smtp),
+    )

@@ -1,0 +1,143 @@
+"""Repository for the short-lived secrets of identity (2FA recovery codes, phone codes,
+reset and invite tokens, all stored as keyed hashes) and the auth audit log."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from telentir_box.db.database import Transaction
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+async def replace_recovery_codes(tx: Transaction, user_id: str, code_hashes: list[bytes]) -> None:
+    await tx.conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+    await tx.conn.executemany(
+        "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
+        [(user_id, code_hash) for code_hash in code_hashes],
+    )
+
+
+async def use_recovery_code(tx: Transaction, user_id: str, code_hash: bytes) -> bool:
+    cursor = await tx.conn.execute(
+        f"UPDATE recovery_codes SET used_at = {_NOW} WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
+        (user_id, code_hash),
+    )
+    return cursor.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneCodeRow:
+    phone: str
+    code_hash: bytes
+    attempts: int
+    sent_at: str
+    expires_at: str
+
+
+async def get_phone_code(conn: aiosqlite.Connection, user_id: str) -> PhoneCodeRow | None:
+    async with conn.execute(
+        "SELECT phone, code_hash, attempts, sent_at, expires_at FROM phone_codes WHERE user_id = ?",
+        (user_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return PhoneCodeRow(row[0], bytes(row[1]), row[2], row[3], row[4]) if row else None
+
+
+async def put_phone_code(
+    tx: Transaction, user_id: str, phone: str, code_hash: bytes, sent_at: str, expires_at: str
+) -> None:
+    await tx.conn.execute(
+        "INSERT INTO phone_codes (user_id, phone, code_hash, sent_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET phone = excluded.phone, code_hash = excluded.code_hash,"
+        " attempts = 0, sent_at = excluded.sent_at, expires_at = excluded.expires_at",
+        (user_id, phone, code_hash, sent_at, expires_at),
+    )
+
+
+async def count_phone_attempt(tx: Transaction, user_id: str) -> int:
+    async with tx.conn.execute(
+        "UPDATE phone_codes SET attempts = attempts + 1 WHERE user_id = ? RETURNING attempts", (user_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def delete_phone_code(tx: Transaction, user_id: str) -> None:
+    await tx.conn.execute("DELETE FROM phone_codes WHERE user_id = ?", (user_id,))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTokenRow:
+    purpose: str
+    user_id: str | None
+    email: str
+    role: str
+
+
+async def insert_auth_token(
+    tx: Transaction,
+    token_hash: bytes,
+    purpose: str,
+    expires_at: str,
+    *,
+    user_id: str | None = None,
+    email: str = "",
+    role: str = "member",
+    created_by: str | None = None,
+) -> None:
+    await tx.conn.execute(
+        "INSERT INTO auth_tokens (token_hash, purpose, user_id, email, role, created_by, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (token_hash, purpose, user_id, email, role, created_by, expires_at),
+    )
+
+
+async def use_auth_token(tx: Transaction, token_hash: bytes, purpose: str, now: str) -> AuthTokenRow | None:
+    """Mark an unexpired, unused token used and return it; None if there is none such."""
+    async with tx.conn.execute(
+        "UPDATE auth_tokens SET used_at = ? WHERE token_hash = ? AND purpose = ? AND used_at IS NULL"
+        " AND expires_at > ? RETURNING purpose, user_id, email, role",
+        (now, token_hash, purpose, now),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return AuthTokenRow(row[0], row[1], row[2], row[3]) if row else None
+
+
+async def insert_audit(
+    tx: Transaction,
+    event: str,
+    *,
+    user_id: str | None = None,
+    actor_id: str | None = None,
+    ip: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await tx.conn.execute(
+        "INSERT INTO auth_audit (event, user_id, actor_id, ip, detail) VALUES (?, ?, ?, ?, ?)",
+        (event, user_id, actor_id, ip, json.dumps(detail or {}, separators=(",", ":"))),
+    )
+
+
+async def list_audit(conn: aiosqlite.Connection, user_id: str | None = None) -> list[dict[str, Any]]:
+    rows = await conn.execute_fetchall(
+        "SELECT id, event, user_id, actor_id, ip, detail, created_at FROM auth_audit"
+        " WHERE ? IS NULL OR user_id = ? ORDER BY id",
+        (user_id, user_id),
+    )
+    return [
+        {
+            "id": r[0],
+            "event": r[1],
+            "user_id": r[2],
+            "actor_id": r[3],
+            "ip": r[4],
+            "detail": json.loads(r[5]),
+            "created_at": r[6],
+        }
+        for r in rows
+    ]

@@ -1,0 +1,2 @@
+"""Event streams: the in-process bus fed by the committed event log, the SSE stream
+(filters, resume, reset), stream tickets and retention pruning."""

@@ -1,0 +1,187 @@
+"""The in-process broker: fans committed events out to subscribers. It knows nothing
+of HTTP: each event's SSE frame is encoded once and the same bytes are shared by every
+subscriber; a subscriber whose bounded queue is full is closed, never waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from telentir_box.config import EventsConfig
+from telentir_box.db.events import Event
+from telentir_box.errors import RateLimited
+
+log = logging.getLogger("telentir_box.events")
+
+# Why a subscription ended; the stream turns these into its closing `event: error` frame.
+CLOSED_SLOW = "slow"
+CLOSED_SHUTDOWN = "shutdown"
+
+
+class Frame:
+    """One event as it goes on the wire, encoded once; its payload is decoded at most
+    once, and only if some subscriber's filter needs it."""
+
+    __slots__ = ("_payload", "data", "event")
+
+    def __init__(self, event: Event, data: bytes) -> None:
+        self.event = event
+        self.data = data
+        self._payload: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, event: Event) -> Frame:
+        return cls(event, encode_frame(event))
+
+    @property
+    def id(self) -> int:
+        return self.event.id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        if self._payload is None:
+            decoded = msgspec.json.decode(self.event.data)
+            self._payload = decoded if isinstance(decoded, dict) else {}
+        return self._payload
+
+
+def encode_frame(event: Event) -> bytes:
+    # LF only, one `data:` line: the real client splits events on "\n\n" alone, and
+    # msgspec's compact JSON never holds a raw newline.
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), event.data)
+
+
+# A keep-alive comment for idle streams; id 0 so it is never taken for a delivered event.
+HEARTBEAT = Frame(Event(0, "", "", b"", ""), b":\n\n")
+
+Accepts = Callable[[Frame], bool]
+
+
+class Subscription:
+    """One listener's bounded mailbox. The stream awaits take(); the bus offers."""
+
+    __slots__ = ("_items", "_waiter", "accepts", "active", "limit", "reason", "user_id")
+
+    def __init__(self, user_id: str, accepts: Accepts, limit: int) -> None:
+        self.user_id = user_id
+        self.accepts = accepts
+        self.limit = limit
+        self.reason: str | None = None
+        # Set on every delivery and cleared by each heartbeat tick: busy streams need none.
+        self.active = False
+        self._items: deque[Frame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue a frame; False when the queue is full (the bus then closes this one)."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append(frame)
+        self.active = True
+        self._wake()
+        return True
+
+    def close(self, reason: str) -> None:
+        """End the subscription: queued frames are dropped, the reader wakes and sees `reason`."""
+        if self.reason is None:
+            self.reason = reason
+            self._items.clear()
+            self._wake()
+
+    async def take(self) -> list[Frame]:
+        """Every queued frame, waiting until there is one; [] once closed (see `reason`)."""
+        while not self._items and self.reason is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Bus:
+    def __init__(self, config: EventsConfig) -> None:
+        self.config = config
+        self._by_user: dict[str, set[Subscription]] = {}
+        self._count = 0
+        self.closed = False
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._count
+
+    def subscribe(self, user_id: str, accepts: Accepts) -> Subscription:
+        """A new subscription, or RateLimited when the per-user or total cap is reached."""
+        if self.closed:
+            raise RateLimited("The server is shutting down")
+        mine = self._by_user.get(user_id)
+        if self._count >= self.config.max_streams:
+            raise RateLimited("Too many event streams are open on this server")
+        if mine is not None and len(mine) >= self.config.max_streams_per_user:
+            raise RateLimited("Too many event streams are open for this account")
+        subscription = Subscription(user_id, accepts, self.config.queue_size)
+        self._by_user.setdefault(user_id, set()).add(subscription)
+        self._count += 1
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        mine = self._by_user.get(subscription.user_id)
+        if mine is not None and subscription in mine:
+            mine.discard(subscription)
+            self._count -= 1
+            if not mine:
+                del self._by_user[subscription.user_id]
+
+    def publish(self, events: list[Event]) -> None:
+        """Database.on_commit: runs in the writer right after commit, so it must never
+        wait. Events arrive in id order, batch after batch."""
+        for event in events:
+            mine = self._by_user.get(event.user_id)
+            if not mine:
+                continue
+            frame = Frame.of(event)
+            slow: list[Subscription] = []
+            for subscription in mine:
+                if subscription.accepts(frame) and not subscription.offer(frame):
+                    slow.append(subscription)
+            for subscription in slow:
+                log.info("closing a slow event stream", extra={"user_id": subscription.user_id})
+                subscription.close(CLOSED_SLOW)
+                self.unsubscribe(subscription)
+
+    def beat(self) -> None:
+        """Queue a keep-alive on every stream that delivered nothing since the last beat."""
+        for mine in self._by_user.values():
+            for subscription in mine:
+                if not subscription.active:
+                    subscription.offer(HEARTBEAT)
+                subscription.active = False
+
+    def close_all(self, reason: str = CLOSED_SHUTDOWN) -> None:
+        self.closed = True
+        for mine in list(self._by_user.values()):
+            for subscription in list(mine):
+                subscription.close(reason)
+                self.unsubscribe(subscription)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Heartbeats until the box starts to stop, then ends every stream, so the
+        server's graceful wait is not spent on streams that never finish."""
+        while not stopping.is_set():
+            try:
+                await asyncio.wait_for(stopping.wait(), self.config.heartbeat_seconds)
+            except TimeoutError:
+                self.beat()
+        self.close_all(CLOSED_SHUTDOWN)

@@ -1,0 +1,101 @@
+"""HTTP for event streams: GET /api/events/{type} and /api/events (every type) as
+Server-Sent Events, and POST /api/events/ticket for clients that cannot send headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath
+from litestar.response import Stream
+
+from telentir_box.auth.guards import requires_object_auth
+from telentir_box.auth.principal import Principal, iso
+from telentir_box.box import Box
+from telentir_box.errors import NotFound, Unauthorized, ValidationFailed
+from telentir_box.events.filters import EVENT_TYPES, FILTER_NAMES, allowed_filters, build_filter
+from telentir_box.events.stream import StreamRequest, open_stream
+from telentir_box.events.tickets import issue_ticket, resolve_ticket
+
+TICKET_PURPOSE = "event-tickets"
+MAX_FILTER_CHARS = 200
+MAX_EVENT_ID_DIGITS = 18
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def requires_stream_auth(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """A `?ticket=` alone decides who calls (and a bad one is refused); otherwise the
+    usual object_auth from the Bearer header or the `token` cookie."""
+    ticket = connection.query_params.get("ticket")
+    if ticket is None:
+        await requires_object_auth(connection, handler)
+        return
+    box: Box = connection.app.state.box
+    principal = await resolve_ticket(box.db, box.keyring.derive(TICKET_PURPOSE), ticket, box.clock())
+    if principal is None:
+        raise Unauthorized("Invalid or expired event stream ticket")
+    connection.scope.setdefault("state", {})["principal"] = principal
+
+
+def parse_stream_request(request: Request[Any, Any, Any], channel: str | None, user_id: str) -> StreamRequest:
+    query = {name: request.query_params[name] for name in FILTER_NAMES if name in request.query_params}
+    unknown = sorted(set(query) - allowed_filters(channel))
+    if unknown:
+        raise ValidationFailed(f"Filter {unknown[0]} does not apply to {channel} events")
+    for name, value in query.items():
+        if not value or len(value) > MAX_FILTER_CHARS:
+            raise ValidationFailed(f"Filter {name} must be 1 to {MAX_FILTER_CHARS} characters")
+    last = request.headers.get("last-event-id") or request.query_params.get("lastEventId") or None
+    if last is not None and (not last.isascii() or not last.isdigit() or len(last) > MAX_EVENT_ID_DIGITS):
+        raise ValidationFailed("Last-Event-ID must be an event id (a non-negative integer)")
+    return StreamRequest(
+        user_id=user_id,
+        channel=channel,
+        event_filter=build_filter(channel, query, user_id),
+        resume_after=int(last) if last is not None else None,
+    )
+
+
+def _event_stream(
+    request: Request[Any, Any, Any], box: Box, principal: Principal, channel: str | None
+) -> Stream:
+    stream_request = parse_stream_request(request, channel, principal.user_id)
+    chunks = open_stream(box.bus, box.db, stream_request)
+    return Stream(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@get("/events", guards=[requires_stream_auth], summary="Stream every event type (SSE)")
+async def stream_all_events(
+    request: Request[Any, Any, Any], box: NamedDependency[Box], principal: NamedDependency[Principal]
+) -> Stream:
+    return _event_stream(request, box, principal, None)
+
+
+@get("/events/{channel:str}", guards=[requires_stream_auth], summary="Stream one event type (SSE)")
+async def stream_events(
+    channel: FromPath[str],
+    request: Request[Any, Any, Any],
+    box: NamedDependency[Box],
+    principal: NamedDependency[Principal],
+) -> Stream:
+    if channel not in EVENT_TYPES:
+        raise NotFound("Unknown event type")
+    return _event_stream(request, box, principal, channel)
+
+
+@post(
+    "/events/ticket", guards=[requires_object_auth], status_code=201, summary="Issue an event stream ticket"
+)
+async def create_event_ticket(
+    box: NamedDependency[Box], principal: NamedDependency[Principal]
+) -> dict[str, str]:
+    ticket, expires = issue_ticket(box.keyring.derive(TICKET_PURPOSE), principal.user_id, box.clock())
+    return {"ticket": ticket, "expires_at": iso(expires)}
+
+
+event_routes = [stream_all_events, stream_events, create_event_ticket]

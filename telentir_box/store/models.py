@@ -1,0 +1,160 @@
+"""The store's wire shapes: request bodies (every spelling the real client and the
+docs use) and the records every response carries, snake_case with hex bytes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+STORES = (
+    "contacts",
+    "calls",
+    "agents",
+    "tasks",
+    "conversational-pathways",
+    "campaigns",
+    "sms-messages",
+    "performance-metrics",
+)
+DEFAULT_SERVER = "default"
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class KeyRecord(msgspec.Struct, kw_only=True):
+    id: str
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    user_id: str
+    server: str
+    key: str
+    iv: str
+    deprecated: bool
+
+
+class ObjectRecord(msgspec.Struct, kw_only=True):
+    id: str
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    user_id: str
+    key_id: str
+    auth_tag: str
+    content: str
+    related_object_id: str | None
+
+
+class PlatformKeyView(msgspec.Struct):
+    spki: str = msgspec.field(name="application/pkix-spki")
+    jwk: dict[str, Any] = msgspec.field(name="application/jwk+json")
+
+
+class ServerInfo(msgspec.Struct):
+    current: str
+    keys: dict[str, PlatformKeyView]
+
+
+class StoreEntry(msgspec.Struct):
+    id: str
+    defaultKey: str  # the wire spells these camelCase
+
+
+class RootServer(msgspec.Struct, omit_defaults=True):
+    publicKey: str
+    deprecated: bool
+    privateKey: str | None = None
+
+
+class Root(msgspec.Struct):
+    stores: dict[str, StoreEntry]
+    servers: dict[str, RootServer]
+
+
+class UserServer(msgspec.Struct):
+    name: str
+    publicKey: str
+    deprecated: bool
+    created_at: str
+
+
+class CreatedServer(msgspec.Struct):
+    name: str
+    publicKey: str
+    privateKey: str | None
+
+
+class ServerCreate(_Body):
+    name: str
+    mode: Literal["generate", "upload_public"]
+    publicKey: str | None = None
+
+
+class ServerPatch(_Body):
+    deprecated: bool
+
+
+class KeyCreate(_Body):
+    """POST /api/keys: a key the client wrapped itself; hex."""
+
+    server: str
+    key: str
+    iv: str
+    metadata: dict[str, Any] | None = None
+
+
+class KeyMint(_Body):
+    """PUT /api/keys, the documented form: base64 key/iv, or none and the box mints one."""
+
+    server: str
+    key: str | None = None
+    iv: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class KeyPatch(_Body):
+    metadata: dict[str, Any] | None = None
+    key: str | None = None
+    iv: str | None = None
+    server: str | None = None
+    deprecated: bool | None = None
+
+
+class ObjectWrite(_Body):
+    """PUT/POST /api/objects and PATCH /api/objects/{id}: the client's mixed
+    camelCase/snake_case form, the all-snake form and the documented base64 form."""
+
+    keyId: str | None = None
+    key_id: str | None = None
+    content: str | None = None
+    authTag: str | None = None
+    auth_tag: str | None = None
+    related_object_id: str | None = None
+    relatedObjectId: str | None = None
+    relatedId: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class PublicationBody(_Body):
+    objectId: str
+
+
+class Publication(msgspec.Struct):
+    type: str
+    related_id: str
+    object_id: str
+    created_at: str
+    updated_at: str
+
+
+class ObjectPage(msgspec.Struct):
+    items: list[ObjectRecord]
+    next_cursor: str | None
+
+
+class PublicationPage(msgspec.Struct):
+    items: list[Publication]
+    next_cursor: str | None

@@ -1,0 +1,73 @@
+"""The dev tools: `telentir-box demo-connector` streams synthetic leads as SSE, and
+`telentir-box admin grant-credits` books prepaid credits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from telentir_box.connect.connector import SSEDecoder
+from tests.conftest import create_user, free_port
+
+
+@pytest.fixture
+def demo_url(env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "telentir_box", "demo-connector", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_connect_demo_connector_streams_the_credited_number_of_leads(demo_url: str) -> None:
+    response = httpx.post(demo_url + "/get-leads", json={"credits": 450, "company": ["Acme"]})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    leads = [json.loads(data) for _, data in SSEDecoder().feed(response.content)]
+    assert len(leads) == 450
+    assert {lead["company"] for lead in leads} == {"Acme"}
+    assert {"name", "phone", "email", "status", "tags"} <= set(leads[0])
+    assert httpx.post(demo_url + "/get-leads", content=b"[1]").status_code == 400
+
+
+def test_connect_admin_grant_credits_books_a_grant(env: dict[str, str]) -> None:
+    create_user(env, "boss@example.com", "--role", "admin")
+
+    def grant(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "telentir_box", "admin", "grant-credits", *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    done = grant("boss@example.com", "25", "--note", "welcome")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"granted": 25, "balance": 25}
+    assert grant("nobody@example.com", "5").returncode == 2
+    assert grant("boss@example.com", "0").returncode == 2

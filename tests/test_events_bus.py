@@ -1,0 +1,145 @@
+"""The bus, filters, tickets and retention without HTTP: fan-out, bounded queues,
+caps, the filter mapping, ticket checks and pruning by age and count."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from telentir_box.config import EventsConfig
+from telentir_box.db.database import Database, Transaction
+from telentir_box.db.events import Event, first_retained_event_id, latest_event_id, record_event
+from telentir_box.db.migrate import apply_migrations
+from telentir_box.errors import RateLimited
+from telentir_box.events.bus import CLOSED_SHUTDOWN, CLOSED_SLOW, HEARTBEAT, Bus, Frame
+from telentir_box.events.filters import build_filter
+from telentir_box.events.retention import prune_event_log
+from telentir_box.events.tickets import issue_ticket, verify_ticket
+
+
+def event(id: int, type: str, payload: dict[str, object], user_id: str = "usr_a") -> Event:
+    return Event(id, user_id, type, msgspec.json.encode(payload), "2025-01-01T00:00:00.000Z")
+
+
+def always(frame: Frame) -> bool:
+    return True
+
+
+async def test_events_bus_fans_out_shared_bytes_to_the_owner_only() -> None:
+    bus = Bus(EventsConfig(queue_size=10))
+    mine, also_mine = bus.subscribe("usr_a", always), bus.subscribe("usr_a", always)
+    other = bus.subscribe("usr_b", always)
+    bus.publish([event(1, "publish", {"type": "agents"}), event(2, "object_deleted", {"object_id": "o"})])
+    got, got_too = await mine.take(), await also_mine.take()
+    assert [f.id for f in got] == [1, 2]
+    assert got[0] is got_too[0]  # encoded once, shared
+    assert got[0].data == b'id: 1\nevent: publish\ndata: {"type":"agents"}\n\n'
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(other.take(), 0.05)
+
+
+async def test_events_bus_closes_full_subscriber_without_waiting() -> None:
+    bus = Bus(EventsConfig(queue_size=5))
+    stuck, reading = bus.subscribe("usr_a", always), bus.subscribe("usr_a", always)
+    started = time.perf_counter()
+    for n in range(1, 1001):
+        bus.publish([event(n, "object_updated", {"object_id": "o"})])
+        assert [f.id for f in await reading.take()] == [n]
+    assert time.perf_counter() - started < 1.0
+    assert stuck.reason == CLOSED_SLOW and bus.subscriber_count == 1
+    assert await stuck.take() == []
+
+
+async def test_events_bus_caps_heartbeats_and_shutdown() -> None:
+    bus = Bus(EventsConfig(max_streams_per_user=2, max_streams=3, heartbeat_seconds=0.05))
+    first, _ = bus.subscribe("usr_a", always), bus.subscribe("usr_a", always)
+    with pytest.raises(RateLimited):
+        bus.subscribe("usr_a", always)
+    bus.subscribe("usr_b", always)
+    with pytest.raises(RateLimited):
+        bus.subscribe("usr_c", always)
+    bus.unsubscribe(first)
+    bus.unsubscribe(first)  # idempotent
+    assert bus.subscriber_count == 2
+    third = bus.subscribe("usr_c", always)
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(bus.run(stopping))
+    assert await asyncio.wait_for(third.take(), 1) == [HEARTBEAT]
+    stopping.set()
+    await asyncio.wait_for(runner, 1)
+    assert await third.take() == [] and third.reason == CLOSED_SHUTDOWN
+    assert bus.subscriber_count == 0
+    with pytest.raises(RateLimited):
+        bus.subscribe("usr_a", always)
+
+
+@pytest.mark.parametrize(
+    ("channel", "query", "ev", "accepted"),
+    [
+        ("object_created", {"objectId": "o1"}, event(1, "object_created", {"id": "o1"}), True),
+        ("object_created", {"objectId": "o1"}, event(1, "object_created", {"id": "o2"}), False),
+        (
+            "object_created",
+            {"relatedId": "s"},
+            event(1, "object_created", {"related_object_id": None}),
+            False,
+        ),
+        ("object_created", {}, event(1, "object_updated", {"object_id": "o1"}), False),
+        (None, {"objectId": "o1"}, event(1, "object_updated", {"object_id": "o1"}), True),
+        (None, {"objectId": "o1"}, event(1, "publish", {"object_id": "o1"}), True),
+        (None, {"objectId": "o1"}, event(1, "unpublish", {"related_id": "o1"}), False),
+        (None, {"objectId": "o1"}, event(1, "key_created", {"key_id": "o1"}), False),
+        (
+            None,
+            {"type": "calls", "relatedId": "r"},
+            event(1, "publish", {"type": "calls", "related_id": "r"}),
+            True,
+        ),
+        (None, {"type": "calls"}, event(1, "unpublish", {"type": "agents"}), False),
+        ("key_deleted", {"keyId": "k"}, event(1, "key_deleted", {"key_id": "k"}), True),
+        (None, {"userId": "usr_a"}, event(1, "key_deleted", {"key_id": "k"}), True),
+        (None, {"userId": "usr_b"}, event(1, "key_deleted", {"key_id": "k"}), False),
+    ],
+)
+def test_events_filter_maps_query_to_payload(
+    channel: str | None, query: dict[str, str], ev: Event, accepted: bool
+) -> None:
+    assert build_filter(channel, query, "usr_a").accepts(Frame.of(ev)) is accepted
+
+
+def test_events_ticket_binds_user_key_and_expiry() -> None:
+    now = datetime.now(UTC)
+    ticket, expires = issue_ticket(b"k" * 32, "usr_a", now)
+    assert expires - now == timedelta(seconds=60)
+    assert verify_ticket(b"k" * 32, ticket, now) == "usr_a"
+    assert verify_ticket(b"k" * 32, ticket, now + timedelta(seconds=61)) is None
+    assert verify_ticket(b"j" * 32, ticket, now) is None
+    assert verify_ticket(b"k" * 32, ticket + "A", now) is None
+    assert verify_ticket(b"k" * 32, "@@.@@", now) is None
+
+
+async def test_events_retention_prunes_by_count_and_age(tmp_path: Path) -> None:
+    db = Database(tmp_path / "box.db")
+    await db.open()
+    try:
+        await apply_migrations(db.writer)
+
+        async def write(tx: Transaction) -> None:
+            for n in range(30):
+                await record_event(tx, "usr_a", "object_deleted", {"object_id": f"o{n}"})
+
+        await db.write(write)
+        now = datetime.now(UTC)
+        assert await prune_event_log(db, EventsConfig(retention_count=10), now) == 20
+        async with db.reading() as conn:
+            assert (await first_retained_event_id(conn), await latest_event_id(conn)) == (21, 30)
+        assert await prune_event_log(db, EventsConfig(retention_days=1), now + timedelta(days=2)) == 10
+        async with db.reading() as conn:
+            assert (await first_retained_event_id(conn), await latest_event_id(conn)) == (31, 30)
+    finally:
+        await db.close()

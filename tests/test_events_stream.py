@@ -1,0 +1,385 @@
+"""The SSE stream over real HTTP (uvicorn in the test's event loop, so the test writes
+events through the app's own box): framing, filters, auth, tickets, resume, reset,
+caps, heartbeats, slow subscribers and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import uvicorn
+
+from telentir_box.app import create_app
+from telentir_box.box import Box
+from telentir_box.config import load_config
+from telentir_box.db.database import Transaction
+from telentir_box.db.events import Event, prune_events, record_event
+from telentir_box.events.tickets import issue_ticket
+from tests.conftest import create_user, free_port
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the test runner owns the signals
+
+
+@dataclass
+class Served:
+    base_url: str
+    box: Box
+    server: _Server
+    users: dict[str, dict[str, str]]
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=10, **kwargs)
+
+    def auth(self, name: str = "alice") -> dict[str, str]:
+        return {"authorization": f"Bearer {self.users[name]['api_key']}"}
+
+    async def emit(self, user: str, type: str, payload: dict[str, Any]) -> Event:
+        user_id = self.users[user]["id"]
+
+        async def write(tx: Transaction) -> Event:
+            return await record_event(tx, user_id, type, payload)
+
+        return await self.box.db.write(write)
+
+
+@dataclass
+class Frame:
+    id: int | None
+    event: str | None
+    data: Any
+    raw: bytes
+
+
+class SSEReader:
+    """Cuts the body on LF LF exactly as the real client does."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.chunks = response.aiter_raw()
+        self.buffer = b""
+        self.ended = False
+
+    async def frame(self, timeout: float = 5.0) -> Frame:
+        while b"\n\n" not in self.buffer:
+            try:
+                self.buffer += await asyncio.wait_for(anext(self.chunks), timeout)
+            except StopAsyncIteration:
+                self.ended = True
+                raise
+        raw, _, self.buffer = self.buffer.partition(b"\n\n")
+        fields: dict[str, str] = {}
+        for line in raw.split(b"\n"):
+            name, _, value = line.decode().partition(":")
+            fields.setdefault(name, value.strip())
+        data = msgspec.json.decode(fields["data"]) if fields.get("data") else None
+        return Frame(int(fields["id"]) if "id" in fields else None, fields.get("event"), data, raw)
+
+    async def event(self, timeout: float = 5.0) -> Frame:
+        """The next frame that carries data (comments and retry hints are skipped)."""
+        while True:
+            frame = await self.frame(timeout)
+            if frame.data is not None:
+                return frame
+
+    async def events(self, count: int, timeout: float = 5.0) -> list[Frame]:
+        return [await self.event(timeout) for _ in range(count)]
+
+
+@contextlib.asynccontextmanager
+async def serve_app(env: dict[str, str], users: dict[str, dict[str, str]]) -> AsyncIterator[Served]:
+    app = create_app(load_config(environ=env))
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "server failed to start"
+        await asyncio.sleep(0.01)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", app.state.box, server, users)
+    finally:
+        app.state.box.stopping.set()
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def open_sse(
+    served: Served, path: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[SSEReader]:
+    async with served.client() as client, client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200, (await response.aread()).decode()
+        yield SSEReader(response)
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One data directory per module: creating users costs a subprocess each."""
+    return {
+        "TELENTIR_BOX_DATA__DIR": str(tmp_path_factory.mktemp("events") / "data"),
+        "TELENTIR_BOX_LOG__FORMAT": "text",
+        "TELENTIR_BOX_EVENTS__HEARTBEAT_SECONDS": "0.3",
+        "TELENTIR_BOX_EVENTS__MAX_STREAMS_PER_USER": "3",
+        "TELENTIR_BOX_EVENTS__QUEUE_SIZE": "50",
+    }
+
+
+@pytest.fixture(scope="module")
+def users(module_env: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {
+        "alice": create_user(module_env, "alice@example.com", "--phone-verified", "--api-key", "k"),
+        "bob": create_user(module_env, "bob@example.com", "--phone-verified", "--api-key", "k"),
+        "unverified": create_user(module_env, "carol@example.com", "--api-key", "k"),
+    }
+
+
+@pytest.fixture
+async def served(module_env: dict[str, str], users: dict[str, dict[str, str]]) -> AsyncIterator[Served]:
+    async with serve_app(module_env, users) as s:
+        yield s
+
+
+def created(object_id: str, related: str | None = "store_1", user_id: str = "") -> dict[str, Any]:
+    return {
+        "id": object_id,
+        "user_id": user_id,
+        "metadata": {},
+        "key_id": "key_1",
+        "related_object_id": related,
+        "content": "00",
+        "auth_tag": "11" * 16,
+        "created_at": "2025-01-01T00:00:00.000Z",
+        "updated_at": "2025-01-01T00:00:00.000Z",
+    }
+
+
+async def test_events_stream_frames_only_own_events_of_its_type(served: Served) -> None:
+    async with open_sse(served, "/api/events/object_created", served.auth()) as sse:
+        headers = sse.response.headers
+        assert headers["content-type"].startswith("text/event-stream")
+        assert headers["cache-control"] == "no-cache"
+        assert headers["x-accel-buffering"] == "no"
+        first = await sse.frame()
+        assert first.raw.startswith(b":") and b"\nretry: " in first.raw and first.data is None
+        await served.emit("bob", "object_created", created("obj_bob"))
+        await served.emit("alice", "object_updated", {"object_id": "obj_a"})
+        one = await served.emit("alice", "object_created", created("obj_a"))
+        two = await served.emit("alice", "object_created", created("obj_b"))
+        got = await sse.events(2)
+    assert [f.id for f in got] == [one.id, two.id]
+    assert got[0].raw == b"id: %d\nevent: object_created\ndata: %s" % (one.id, one.data)
+    assert got[1].data == created("obj_b")
+    assert b"\r" not in got[0].raw
+
+
+async def test_events_stream_all_types_and_filters(served: Served) -> None:
+    async def first_event(path: str, writes: list[tuple[str, dict[str, Any]]]) -> Frame:
+        async with open_sse(served, path, served.auth()) as sse:
+            await sse.frame()
+            for type_, payload in writes:
+                await served.emit("alice", type_, payload)
+            return await sse.event()
+
+    noise: list[tuple[str, dict[str, Any]]] = [
+        ("key_created", {"key_id": "key_x", "user_id": "u", "created_at": "t"}),
+        ("object_created", created("obj_x", related="store_2")),
+        ("object_updated", {"object_id": "obj_x", "key_id": "key_1"}),
+        ("publish", {"type": "agents", "related_id": "obj_x", "object_id": "obj_c"}),
+        ("unpublish", {"type": "agents", "related_id": "obj_x"}),
+    ]
+    target = ("object_deleted", {"object_id": "obj_t", "deleted_at": "t"})
+    assert (await first_event("/api/events?objectId=obj_t", [*noise, target])).data == target[1]
+    target = ("object_created", created("obj_y", related="store_1"))
+    found = await first_event("/api/events/object_created?relatedId=store_1", [*noise, target])
+    assert found.data["id"] == "obj_y"
+    target = ("unpublish", {"type": "campaigns", "related_id": "obj_x"})
+    found = await first_event("/api/events?type=campaigns&relatedId=obj_x", [*noise, target])
+    assert (found.event, found.data) == ("unpublish", target[1])
+    target = ("key_deleted", {"key_id": "key_x", "deleted_at": "t"})
+    found = await first_event("/api/events/key_deleted?keyId=key_x", [*noise, target])
+    assert found.data == target[1]
+    alice = served.users["alice"]["id"]
+    found = await first_event(f"/api/events?userId={alice}", [noise[0]])
+    assert found.event == "key_created"
+
+
+async def test_events_stream_foreign_user_filter_selects_nothing(served: Served) -> None:
+    bob = served.users["bob"]["id"]
+    async with open_sse(served, f"/api/events?userId={bob}", served.auth()) as sse:
+        await sse.frame()
+        await served.emit("alice", "object_created", created("obj_a"))
+        await served.emit("bob", "object_created", created("obj_b"))
+        assert (await sse.frame(timeout=2)).raw == b":"  # only heartbeats arrive
+
+
+MALFORMED = [
+    ("/api/events/nope", 404, "NOT_FOUND"),
+    ("/api/events/object_created?keyId=key_1", 400, "VALIDATION_ERROR"),
+    ("/api/events/unpublish?objectId=obj_1", 400, "VALIDATION_ERROR"),
+    ("/api/events?objectId=" + "x" * 201, 400, "VALIDATION_ERROR"),
+    ("/api/events?objectId=", 400, "VALIDATION_ERROR"),
+    ("/api/events?lastEventId=abc", 400, "VALIDATION_ERROR"),
+    ("/api/events?lastEventId=-1", 400, "VALIDATION_ERROR"),
+    ("/api/events?lastEventId=" + "9" * 40, 400, "VALIDATION_ERROR"),
+]
+
+
+async def test_events_stream_rejects_malformed_and_oversized_requests(served: Served) -> None:
+    async with served.client() as client:
+        for path, status, code in MALFORMED:
+            response = await client.get(path, headers=served.auth())
+            assert (response.status_code, response.json()["code"]) == (status, code), path
+        response = await client.get("/api/events", headers={**served.auth(), "last-event-id": "1.5"})
+        assert response.status_code == 400
+
+
+async def test_events_stream_auth(served: Served) -> None:
+    async with served.client() as client:
+        assert (await client.get("/api/events")).status_code == 401
+        forged = {"authorization": "Bearer tbx_" + "A" * 43}
+        assert (await client.get("/api/events/publish", headers=forged)).json()["code"] == "UNAUTHORIZED"
+        response = await client.get("/api/events", headers=served.auth("unverified"))
+        assert response.json()["code"] == "PHONE_VERIFICATION_REQUIRED"
+        assert (await client.post("/api/events/ticket")).status_code == 401
+    # The token cookie works same-origin (EventSource sends cookies, not headers).
+    cookies = {"token": served.users["alice"]["api_key"]}
+    async with served.client(cookies=cookies) as client, client.stream("GET", "/api/events") as response:
+        assert response.status_code == 200
+
+
+async def test_events_ticket_opens_own_stream_only(served: Served) -> None:
+    async with served.client() as client:
+        response = await client.post("/api/events/ticket", headers=served.auth("bob"))
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"ticket", "expires_at"} and body["expires_at"].endswith("Z")
+    async with open_sse(served, f"/api/events?ticket={body['ticket']}") as sse:
+        await sse.frame()
+        await served.emit("alice", "object_created", created("obj_a"))
+        mine = await served.emit("bob", "object_created", created("obj_b"))
+        assert (await sse.event()).id == mine.id
+
+
+async def test_events_ticket_refused_when_expired_forged_or_for_unverified(served: Served) -> None:
+    key = served.box.keyring.derive("event-tickets")
+    now = served.box.clock()
+    expired, _ = issue_ticket(key, served.users["alice"]["id"], now - timedelta(seconds=61))
+    foreign_key, _ = issue_ticket(b"k" * 32, served.users["alice"]["id"], now)
+    unverified, _ = issue_ticket(key, served.users["unverified"]["id"], now)
+    good, _ = issue_ticket(key, served.users["alice"]["id"], now)
+    tampered = good[:5] + ("A" if good[5] != "A" else "B") + good[6:]
+    async with served.client() as client:
+        for ticket in (expired, foreign_key, unverified, tampered, "x" * 600, "not.a.ticket", "..."):
+            response = await client.get("/api/events", params={"ticket": ticket}, headers=served.auth())
+            assert (response.status_code, response.json()["code"]) == (401, "UNAUTHORIZED"), ticket
+
+
+async def test_events_stream_resume_has_no_gap_or_duplicate_under_writes(served: Served) -> None:
+    first = await served.emit("alice", "object_created", created("obj_0"))
+    for n in range(1, 5):
+        await served.emit("alice", "object_created", created(f"obj_{n}"))
+
+    async def write_many() -> list[int]:
+        return [(await served.emit("alice", "object_created", created(f"obj_w{n}"))).id for n in range(150)]
+
+    writer = asyncio.create_task(write_many())
+    headers = {**served.auth(), "last-event-id": str(first.id)}
+    async with open_sse(served, "/api/events/object_created", headers) as sse:
+        written = await writer
+        expected = list(range(first.id + 1, first.id + 5)) + written
+        got = [f.id for f in await sse.events(len(expected))]
+        assert got == expected
+        live = await served.emit("alice", "object_created", created("obj_live"))
+        assert (await sse.event()).id == live.id
+    async with open_sse(
+        served, f"/api/events/object_created?lastEventId={written[-2]}", served.auth()
+    ) as sse:
+        assert (await sse.event()).id == written[-1]
+
+
+async def test_events_stream_reset_when_resume_point_was_pruned(served: Served) -> None:
+    old = [await served.emit("alice", "object_created", created(f"obj_{n}")) for n in range(5)]
+
+    async def prune(tx: Transaction) -> int:
+        return await prune_events(tx, "1970-01-01", 2, 100_000)
+
+    assert await served.box.db.write(prune) >= 3
+    async with open_sse(served, "/api/events", {**served.auth(), "last-event-id": str(old[0].id)}) as sse:
+        reset = await sse.event()
+        assert reset.event == "reset" and reset.id == old[-1].id
+        assert reset.data["resume_from"] == old[-1].id
+        live = await served.emit("alice", "object_updated", {"object_id": "obj_1"})
+        assert (await sse.event()).id == live.id
+    # Still covered: resuming from the last pruned id loses nothing, so no reset.
+    async with open_sse(served, "/api/events", {**served.auth(), "last-event-id": str(old[2].id)}) as sse:
+        assert [f.id for f in await sse.events(2)] == [old[3].id, old[4].id]
+    # An id this box never gave out cannot be resumed either.
+    async with open_sse(served, "/api/events?lastEventId=999999", served.auth()) as sse:
+        assert (await sse.event()).event == "reset"
+
+
+async def test_events_stream_caps_answer_429(served: Served) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(3):
+            await stack.enter_async_context(open_sse(served, "/api/events", served.auth()))
+        async with served.client() as client:
+            response = await client.get("/api/events", headers=served.auth())
+            assert (response.status_code, response.json()["code"]) == (429, "RATE_LIMITED")
+            bob = await stack.enter_async_context(open_sse(served, "/api/events", served.auth("bob")))
+            assert (await bob.frame()).data is None
+    for _ in range(50):  # closed streams are released once the server sees the disconnect
+        if served.box.bus.subscriber_count == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert served.box.bus.subscriber_count == 0
+    async with open_sse(served, "/api/events", served.auth()) as sse:
+        assert (await sse.frame()).data is None
+
+
+async def test_events_stream_heartbeat_keeps_idle_stream_alive(served: Served) -> None:
+    async with open_sse(served, "/api/events/publish", served.auth()) as sse:
+        await sse.frame()
+        started = time.monotonic()
+        assert (await sse.frame(timeout=2)).raw == b":"
+        assert time.monotonic() - started < 1.5
+
+
+async def test_events_stream_slow_subscriber_does_not_stall_writer(served: Served) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(served.base_url.rsplit(":", 1)[1]))
+    key = served.users["alice"]["api_key"]
+    writer.write(f"GET /api/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\r\n".encode())
+    await writer.drain()
+    assert b"200" in await reader.readline()
+    assert served.box.bus.subscriber_count == 1
+    async with open_sse(served, "/api/events", served.auth()) as sse:
+        big = {"object_id": "obj_1", "pad": "x" * 60_000}
+        latencies = []
+        for _ in range(400):  # ~24 MB for a client that reads nothing
+            started = time.perf_counter()
+            event = await served.emit("alice", "object_updated", big)
+            latencies.append(time.perf_counter() - started)
+            assert (await sse.event()).id == event.id  # the reading stream keeps up
+        assert served.box.bus.subscriber_count == 1  # the stalled one was dropped
+        assert max(latencies) < 0.5
+    writer.close()
+
+
+async def test_events_stream_ends_with_error_frame_on_shutdown(served: Served) -> None:
+    async with open_sse(served, "/api/events", served.auth()) as sse:
+        await sse.frame()
+        served.box.stopping.set()
+        frame = await sse.event()
+        assert frame.event == "error" and isinstance(frame.data, str) and "shutting down" in frame.data
+        with pytest.raises(StopAsyncIteration):
+            await sse.frame()
