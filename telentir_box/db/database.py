@@ -188,3 +188,18 @@ class Database:
 def _fail(job: _Job, exc: BaseException) -> None:
     if not job.future.done():
         job.future.set_exception(exc)
+
+
+async def last_insert_rowid(tx: Transaction) -> int:
+    async with tx.conn.execute("SELECT last_insert_rowid()") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def sql_now(tx: Transaction) -> str:
+    """The transaction's timestamp in the format every table's defaults use."""
+    async with tx.conn.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])

@@ -3,6 +3,7 @@ transaction, so an event exists if and only if its change committed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,25 @@ async def record_event(tx: Transaction, user_id: str, type: str, payload: dict[s
     event = Event(row["id"], user_id, type, data, row["created_at"])
     tx.events.append(event)
     return event
+
+
+async def record_events(
+    tx: Transaction, user_id: str, items: Sequence[tuple[str, dict[str, Any]]], now: str
+) -> list[Event]:
+    """Record many events of one user in one statement (bulk writes)."""
+    encoded = [(type, msgspec.json.encode(payload)) for type, payload in items]
+    await tx.conn.executemany(
+        "INSERT INTO events (user_id, type, data, created_at) VALUES (?, ?, ?, ?)",
+        [(user_id, type, data, now) for type, data in encoded],
+    )
+    # AUTOINCREMENT ids of rows the single writer inserted back to back are consecutive.
+    async with tx.conn.execute("SELECT last_insert_rowid()") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    first = int(row[0]) - len(encoded) + 1
+    events = [Event(first + i, user_id, type, data, now) for i, (type, data) in enumerate(encoded)]
+    tx.events.extend(events)
+    return events
 
 
 async def events_after(

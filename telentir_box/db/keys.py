@@ -141,6 +141,17 @@ async def insert_key(
     return _key(row)
 
 
+async def insert_keys(
+    tx: Transaction, user_id: str, server: str, keys: Sequence[tuple[str, bytes, bytes]], now: str
+) -> None:
+    """Bulk insert of (id, wrapped key, iv) minted by the box for one server."""
+    await tx.conn.executemany(
+        "INSERT INTO keys (id, user_id, server, key, iv, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(key_id, user_id, server, key, iv, now, now) for key_id, key, iv in keys],
+    )
+
+
 async def get_key(conn: aiosqlite.Connection, user_id: str, key_id: str) -> KeyRow | None:
     async with conn.execute(
         f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ? AND user_id = ?", (key_id, user_id)

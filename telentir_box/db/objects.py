@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from telentir_box.db.database import Transaction
+from telentir_box.db.database import Transaction, last_insert_rowid
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _OBJECT_COLUMNS = (
@@ -99,19 +99,38 @@ async def insert_object(tx: Transaction, user_id: str, new: NewObject) -> Object
     return _object(row) if row else None
 
 
-async def insert_objects(tx: Transaction, user_id: str, objects: Sequence[NewObject]) -> list[ObjectRow]:
-    """Bulk insert for writes the box itself prepared (keys and parents already known)."""
-    rows = []
-    for new in objects:
-        async with tx.conn.execute(
-            "INSERT INTO objects (id, user_id, key_id, related_object_id, content, auth_tag, metadata)"
-            f" VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_OBJECT_COLUMNS}",
-            (new.id, user_id, new.key_id, new.related_object_id, new.content, new.auth_tag, new.metadata),
-        ) as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
-        rows.append(_object(row))
-    return rows
+async def insert_objects(
+    tx: Transaction, user_id: str, objects: Sequence[NewObject], now: str
+) -> list[ObjectRow]:
+    """Bulk insert for writes the box itself prepared (keys and parents already known):
+    one statement for the batch, as ingestion writes thousands of rows a second."""
+    await tx.conn.executemany(
+        "INSERT INTO objects (id, user_id, key_id, related_object_id, content, auth_tag, metadata,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (o.id, user_id, o.key_id, o.related_object_id, o.content, o.auth_tag, o.metadata, now, now)
+            for o in objects
+        ],
+    )
+    # seq is the rowid; the single writer inserted these rows back to back, so their
+    # seqs are the consecutive run that ends at the last inserted rowid.
+    last = await last_insert_rowid(tx)
+    first = last - len(objects) + 1
+    return [
+        ObjectRow(
+            first + i,
+            o.id,
+            user_id,
+            o.key_id,
+            o.related_object_id,
+            o.content,
+            o.auth_tag,
+            o.metadata,
+            now,
+            now,
+        )
+        for i, o in enumerate(objects)
+    ]
 
 
 async def get_object(conn: aiosqlite.Connection, user_id: str, object_id: str) -> ObjectRow | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -15,8 +16,8 @@ from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import keys as keys_repo
 from telentir_box.db import objects as objects_repo
-from telentir_box.db.database import Database, Transaction
-from telentir_box.db.events import record_event
+from telentir_box.db.database import Database, Transaction, sql_now
+from telentir_box.db.events import record_events
 from telentir_box.ids import new_id
 from telentir_box.store.codec import IV_BYTES, TAG_BYTES, object_record
 from telentir_box.store.models import DEFAULT_SERVER, STORES, Root, RootServer, StoreEntry
@@ -66,17 +67,16 @@ class _Plan:
             public_key=self.public_key,
             sealed_private=self.sealed,
         )
-        for _, key_id, wrapped, iv, _ in self.entries:
-            key = await keys_repo.insert_key(
-                tx, key_id=key_id, user_id=self.user_id, server=DEFAULT_SERVER, key=wrapped, iv=iv
-            )
-            await record_event(
-                tx, self.user_id, "key_created",
-                {"key_id": key.id, "user_id": self.user_id, "created_at": key.created_at},
-            )  # fmt: skip
-        rows = await objects_repo.insert_objects(tx, self.user_id, [entry[4] for entry in self.entries])
-        for row in rows:
-            await record_event(tx, self.user_id, "object_created", msgspec.to_builtins(object_record(row)))
+        now = await sql_now(tx)
+        keys = [(key_id, wrapped, iv) for _, key_id, wrapped, iv, _ in self.entries]
+        await keys_repo.insert_keys(tx, self.user_id, DEFAULT_SERVER, keys, now)
+        rows = await objects_repo.insert_objects(tx, self.user_id, [entry[4] for entry in self.entries], now)
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("key_created", {"key_id": key_id, "user_id": self.user_id, "created_at": now})
+            for key_id, _, _ in keys
+        ]
+        events += [("object_created", msgspec.to_builtins(object_record(row))) for row in rows]
+        await record_events(tx, self.user_id, events, now)
         await keys_repo.insert_stores(
             tx,
             self.user_id,

@@ -18,8 +18,8 @@ from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import keys as keys_repo
 from telentir_box.db import objects as objects_repo
-from telentir_box.db.database import Database, Transaction
-from telentir_box.db.events import record_event
+from telentir_box.db.database import Database, Transaction, sql_now
+from telentir_box.db.events import record_events
 from telentir_box.errors import NotFound, ValidationFailed
 from telentir_box.ids import new_id
 from telentir_box.store.codec import IV_BYTES, TAG_BYTES, object_record
@@ -73,16 +73,16 @@ async def write_for_user(
     sealed = await asyncio.to_thread(_seal_all, public, parent, documents)
 
     async def write(tx: Transaction) -> list[ObjectRecord]:
-        for item in sealed:
-            key = await keys_repo.insert_key(
-                tx, key_id=item.key_id, user_id=user_id, server=row.name, key=item.wrapped, iv=item.iv
-            )
-            payload = {"key_id": key.id, "user_id": user_id, "created_at": key.created_at}
-            await record_event(tx, user_id, "key_created", payload)
-        rows = await objects_repo.insert_objects(tx, user_id, [item.new for item in sealed])
+        # A handful of statements per batch, whatever its size: ingestion is bulk work.
+        now = await sql_now(tx)
+        await keys_repo.insert_keys(tx, user_id, row.name, [(i.key_id, i.wrapped, i.iv) for i in sealed], now)
+        rows = await objects_repo.insert_objects(tx, user_id, [item.new for item in sealed], now)
         records = [object_record(r) for r in rows]
-        for record in records:
-            await record_event(tx, user_id, "object_created", msgspec.to_builtins(record))
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("key_created", {"key_id": i.key_id, "user_id": user_id, "created_at": now}) for i in sealed
+        ]
+        events += [("object_created", msgspec.to_builtins(record)) for record in records]
+        await record_events(tx, user_id, events, now)
         if in_transaction is not None:
             await in_transaction(tx)
         return records
