@@ -5,26 +5,12 @@ measured back to back in one run. Target: the guarded route keeps >= 85% of req/
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
-from loadgen import Result, Server, drive, print_table, run, running_server
+from loadgen import Result, Server, create_api_key, drive, print_table, run, running_server
 
 WARMUP_SECONDS = 1.0
-
-
-def create_user_with_key(data_dir: str) -> str:
-    """A phone-verified user with an API key, made the way an operator would."""
-    env = {**os.environ, "TELENTIR_BOX_DATA__DIR": data_dir, "TELENTIR_BOX_LOG__LEVEL": "ERROR"}
-    out = subprocess.run(
-        [sys.executable, "-m", "telentir_box", "admin", "create-user", "bench@example.com",
-         "--phone-verified", "--api-key", "bench"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return json.loads(out)["api_key"]
 
 
 def measure(
@@ -43,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"concurrency": args.concurrency, "duration": args.duration}
 
     with tempfile.TemporaryDirectory(prefix="telentir-bench-auth-") as data_dir:
-        key = create_user_with_key(data_dir)
+        key = create_api_key(data_dir)
         with running_server({"TELENTIR_BOX_DATA__DIR": data_dir}) as box:
             keyed = {"authorization": f"Bearer {key}"}
             rows = [

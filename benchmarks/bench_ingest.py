@@ -6,29 +6,16 @@ durable commits), with the ratio between the two and the 5,000 records/s target.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import httpx
-from loadgen import REPO_ROOT, free_port, proc_sample, run, running_command, running_server
+from loadgen import create_api_key, free_port, proc_sample, run, running_command, running_server
 
 from telentir_box.connect.connector import FrameCounts, stream_records
 
 TARGET_RECORDS_PER_S = 5_000
-
-
-def create_api_key(data_dir: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "telentir_box", "admin", "create-user", "bench@example.com",
-         "--phone-verified", "--api-key", "bench"],
-        env={**os.environ, "TELENTIR_BOX_DATA__DIR": data_dir}, cwd=REPO_ROOT,
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return json.loads(result.stdout)["api_key"]
 
 
 async def read_raw(url: str, count: int) -> tuple[int, float]:

@@ -8,15 +8,14 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 
 import httpx
 from loadgen import (
-    REPO_ROOT,
     Result,
     Server,
+    create_api_key,
     drive,
     free_port,
     print_table,
@@ -33,16 +32,6 @@ TARGETS = {("PUT", "FULL"): 0.35, ("PUT", "NORMAL"): 0.5, ("GET", "FULL"): 0.7, 
 def measure(server: Server, url: str, *, concurrency: int, duration: float, **kwargs: object) -> Result:
     run(drive(url, concurrency=concurrency, duration=WARMUP_SECONDS, **kwargs))  # type: ignore[arg-type]
     return run(drive(url, concurrency=concurrency, duration=duration, server_pid=server.pid, **kwargs))  # type: ignore[arg-type]
-
-
-def create_api_key(data_dir: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "telentir_box", "admin", "create-user", "bench@example.com",
-         "--phone-verified", "--api-key", "bench"],
-        env={**os.environ, "TELENTIR_BOX_DATA__DIR": data_dir}, cwd=REPO_ROOT,
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return json.loads(result.stdout)["api_key"]
 
 
 def bench_box(synchronous: str, *, concurrency: int, duration: float) -> tuple[Result, Result]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -126,6 +127,30 @@ def running_server(
         argv = [sys.executable, "-m", "telentir_box", "serve", "--port", str(port), *extra_args]
         with running_command(argv, port=port, health_path="/api/health", env=server_env) as server:
             yield server
+
+
+def create_api_key(data_dir: str, email: str = "bench@example.com") -> str:
+    """A phone-verified user with an API key in `data_dir`, made the way an operator would."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "telentir_box",
+            "admin",
+            "create-user",
+            email,
+            "--phone-verified",
+            "--api-key",
+            "bench",
+        ],
+        env={**os.environ, "TELENTIR_BOX_DATA__DIR": data_dir, "TELENTIR_BOX_LOG__LEVEL": "ERROR"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(result.stdout)["api_key"]
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> None:
