@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from telentir_box.config import BillingConfig
@@ -113,7 +113,7 @@ async def test_credits_ledger_is_append_only(db: Database) -> None:
     credits = make_credits(db)
     await credits.grant("usr_admin", 5)
     for statement in ("UPDATE credit_ledger SET amount = 500", "DELETE FROM credit_ledger"):
-        with pytest.raises(aiosqlite.IntegrityError, match="append-only"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             await db.write(lambda tx, sql=statement: tx.conn.execute(sql))
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
+from telentir_box.db.connection import Connection
 from telentir_box.db.database import Transaction
 
 Kind = Literal["grant", "reserve", "consume", "refund"]
@@ -72,12 +71,12 @@ async def insert_entry(
     return cursor.lastrowid
 
 
-async def _scalar(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...] = ()) -> int:
+async def _scalar(conn: Connection, sql: str, params: tuple[object, ...] = ()) -> int:
     rows = list(await conn.execute_fetchall(sql, params))
     return int(rows[0][0] or 0)
 
 
-async def prepaid_balance(conn: aiosqlite.Connection) -> int:
+async def prepaid_balance(conn: Connection) -> int:
     """Prepaid credits neither spent nor held: grants - reserved + refunded."""
     return await _scalar(
         conn,
@@ -86,7 +85,7 @@ async def prepaid_balance(conn: aiosqlite.Connection) -> int:
     )
 
 
-async def allowance_held(conn: aiosqlite.Connection, period: str) -> int:
+async def allowance_held(conn: Connection, period: str) -> int:
     """Allowance of `period` spent or held by running streams: reserved - refunded."""
     return await _scalar(
         conn,
@@ -96,9 +95,7 @@ async def allowance_held(conn: aiosqlite.Connection, period: str) -> int:
     )
 
 
-async def sum_entries(
-    conn: aiosqlite.Connection, kind: Kind, source: Source, period: str | None = None
-) -> int:
+async def sum_entries(conn: Connection, kind: Kind, source: Source, period: str | None = None) -> int:
     if period is None:
         return await _scalar(
             conn, "SELECT SUM(amount) FROM credit_ledger WHERE kind = ? AND source = ?", (kind, source)
@@ -110,7 +107,7 @@ async def sum_entries(
     )
 
 
-async def prepaid_awaiting_stripe(conn: aiosqlite.Connection) -> int:
+async def prepaid_awaiting_stripe(conn: Connection) -> int:
     """Prepaid credits held by open reservations whose Stripe debit is not confirmed yet,
     so the customer's Stripe balance does not reflect them."""
     return await _scalar(
@@ -120,7 +117,7 @@ async def prepaid_awaiting_stripe(conn: aiosqlite.Connection) -> int:
     )
 
 
-async def recent_entries(conn: aiosqlite.Connection, user_id: str | None, limit: int) -> list[LedgerEntry]:
+async def recent_entries(conn: Connection, user_id: str | None, limit: int) -> list[LedgerEntry]:
     """Newest first; `user_id` None means every user's entries."""
     where, params = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
     rows = await conn.execute_fetchall(
@@ -148,7 +145,7 @@ async def insert_reservation(tx: Transaction, row: ReservationRow) -> None:
     )
 
 
-async def get_reservation(conn: aiosqlite.Connection, reservation_id: str) -> ReservationRow | None:
+async def get_reservation(conn: Connection, reservation_id: str) -> ReservationRow | None:
     rows = list(
         await conn.execute_fetchall(
             f"SELECT {_RESERVATION_COLUMNS} FROM lead_credit_reservations WHERE id = ?", (reservation_id,)
@@ -157,7 +154,7 @@ async def get_reservation(conn: aiosqlite.Connection, reservation_id: str) -> Re
     return ReservationRow(*tuple(rows[0])) if rows else None
 
 
-async def open_reservations(conn: aiosqlite.Connection) -> list[ReservationRow]:
+async def open_reservations(conn: Connection) -> list[ReservationRow]:
     rows = await conn.execute_fetchall(
         f"SELECT {_RESERVATION_COLUMNS} FROM lead_credit_reservations"
         " WHERE settled_at IS NULL ORDER BY created_at"

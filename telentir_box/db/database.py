@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import aiosqlite
-
+from telentir_box.db.connection import Connection, connect
 from telentir_box.db.events import Event
 from telentir_box.errors import AppError
 
@@ -27,7 +26,7 @@ class Transaction:
     """What a write function sees: the writer connection and the events it records,
     which are fanned out only once the transaction that holds them has committed."""
 
-    conn: aiosqlite.Connection
+    conn: Connection
     events: list[Event] = field(default_factory=list)
     # Names of in-memory state derived from the rows this write changed (e.g. "auth"),
     # so caches are dropped after commit.
@@ -57,9 +56,9 @@ class Database:
         self.max_batch = max_batch
         self.on_commit: Callable[[list[Event]], None] = lambda events: None
         self.on_touched: Callable[[set[str]], None] = lambda touched: None
-        self._writer: aiosqlite.Connection | None = None
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all_readers: list[aiosqlite.Connection] = []
+        self._writer: Connection | None = None
+        self._readers: asyncio.Queue[Connection] = asyncio.Queue()
+        self._all_readers: list[Connection] = []
         self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
 
@@ -71,14 +70,13 @@ class Database:
             self._readers.put_nowait(reader)
         self._writer_task = asyncio.create_task(self._write_loop(), name="db-writer")
 
-    async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
+    async def _connect(self, *, read_only: bool) -> Connection:
+        conn = await connect(self.path)
         # Order matters: the busy timeout must be in force before the journal-mode
         # change, which itself needs a lock another process might hold.
         await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         if not read_only:
-            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.run_blocking("PRAGMA journal_mode = WAL")
         await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         await conn.execute("PRAGMA foreign_keys = ON")
         if read_only:
@@ -86,7 +84,7 @@ class Database:
         return conn
 
     @property
-    def writer(self) -> aiosqlite.Connection:
+    def writer(self) -> Connection:
         """The writer connection, for migrations before the write loop serves requests."""
         assert self._writer is not None, "database is not open"
         return self._writer
@@ -101,7 +99,7 @@ class Database:
         self._all_readers.clear()
         if self._writer is not None:
             # Fold the WAL back into the main file so a stopped box is one clean file.
-            await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._writer.run_blocking("PRAGMA wal_checkpoint(TRUNCATE)")
             await self._writer.close()
             self._writer = None
 
@@ -112,7 +110,7 @@ class Database:
         return await future
 
     @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def reading(self) -> AsyncIterator[Connection]:
         conn = await self._readers.get()
         try:
             yield conn
@@ -147,7 +145,7 @@ class Database:
         isolate = len(batch) > 1
         done: list[tuple[_Job, Any, Transaction]] = []
         try:
-            await conn.execute("BEGIN IMMEDIATE")
+            await conn.run_blocking("BEGIN IMMEDIATE")
             for job in batch:
                 tx = Transaction(conn)
                 if isolate:
@@ -164,7 +162,7 @@ class Database:
                 if isolate:
                     await conn.execute("RELEASE job")
                 done.append((job, result, tx))
-            await conn.execute("COMMIT")
+            await conn.run_blocking("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
                 await conn.execute("ROLLBACK")

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 import msgspec
+
+from telentir_box.db.connection import Connection
 
 if TYPE_CHECKING:
     from telentir_box.db.database import Transaction
@@ -60,7 +61,7 @@ async def record_events(
 
 
 async def events_after(
-    conn: aiosqlite.Connection, user_id: str, after_id: int, limit: int, *, type: str | None = None
+    conn: Connection, user_id: str, after_id: int, limit: int, *, type: str | None = None
 ) -> list[Event]:
     sql = "SELECT id, user_id, type, data, created_at FROM events WHERE user_id = ? AND id > ?"
     params: tuple[object, ...] = (user_id, after_id)
@@ -71,13 +72,13 @@ async def events_after(
     return [Event(r["id"], r["user_id"], r["type"], r["data"], r["created_at"]) for r in rows]
 
 
-async def latest_event_id(conn: aiosqlite.Connection) -> int:
+async def latest_event_id(conn: Connection) -> int:
     """The highest id ever given out (0 if none), even if that event was pruned."""
     rows = list(await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'"))
     return int(rows[0]["seq"]) if rows else 0
 
 
-async def first_retained_event_id(conn: aiosqlite.Connection) -> int:
+async def first_retained_event_id(conn: Connection) -> int:
     """The id of the oldest event still in the log; everything below it is gone. With an
     empty log, the id the next event will get."""
     rows = list(await conn.execute_fetchall("SELECT MIN(id) AS id FROM events"))

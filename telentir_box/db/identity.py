@@ -7,8 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
+from telentir_box.db.connection import Connection
 from telentir_box.db.database import Transaction
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -39,7 +38,7 @@ class PhoneCodeRow:
     expires_at: str
 
 
-async def get_phone_code(conn: aiosqlite.Connection, user_id: str) -> PhoneCodeRow | None:
+async def get_phone_code(conn: Connection, user_id: str) -> PhoneCodeRow | None:
     async with conn.execute(
         "SELECT phone, code_hash, attempts, sent_at, expires_at FROM phone_codes WHERE user_id = ?",
         (user_id,),
@@ -123,7 +122,7 @@ async def insert_audit(
     )
 
 
-async def list_audit(conn: aiosqlite.Connection, user_id: str | None = None) -> list[dict[str, Any]]:
+async def list_audit(conn: Connection, user_id: str | None = None) -> list[dict[str, Any]]:
     rows = await conn.execute_fetchall(
         "SELECT id, event, user_id, actor_id, ip, detail, created_at FROM auth_audit"
         " WHERE ? IS NULL OR user_id = ? ORDER BY id",

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
+from telentir_box.db.connection import Connection, Row
 from telentir_box.db.database import Transaction
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -48,7 +47,7 @@ _SERVER_COLUMNS = "id, user_id, name, public_key, sealed_private, deprecated, cr
 _KEY_COLUMNS = "id, user_id, server, key, iv, metadata, deprecated, created_at, updated_at"
 
 
-def _server(r: aiosqlite.Row) -> ServerRow:
+def _server(r: Row) -> ServerRow:
     sealed = r["sealed_private"]
     return ServerRow(
         r["id"],
@@ -61,7 +60,7 @@ def _server(r: aiosqlite.Row) -> ServerRow:
     )
 
 
-def _key(r: aiosqlite.Row) -> KeyRow:
+def _key(r: Row) -> KeyRow:
     return KeyRow(
         r["id"],
         r["user_id"],
@@ -75,7 +74,7 @@ def _key(r: aiosqlite.Row) -> KeyRow:
     )
 
 
-async def list_servers(conn: aiosqlite.Connection, user_id: str) -> list[ServerRow]:
+async def list_servers(conn: Connection, user_id: str) -> list[ServerRow]:
     rows = await conn.execute_fetchall(
         f"SELECT {_SERVER_COLUMNS} FROM user_servers WHERE user_id = ? ORDER BY created_at, name",
         (user_id,),
@@ -83,7 +82,7 @@ async def list_servers(conn: aiosqlite.Connection, user_id: str) -> list[ServerR
     return [_server(r) for r in rows]
 
 
-async def get_server(conn: aiosqlite.Connection, user_id: str, name: str) -> ServerRow | None:
+async def get_server(conn: Connection, user_id: str, name: str) -> ServerRow | None:
     async with conn.execute(
         f"SELECT {_SERVER_COLUMNS} FROM user_servers WHERE user_id = ? AND name = ?", (user_id, name)
     ) as cursor:
@@ -152,7 +151,7 @@ async def insert_keys(
     )
 
 
-async def get_key(conn: aiosqlite.Connection, user_id: str, key_id: str) -> KeyRow | None:
+async def get_key(conn: Connection, user_id: str, key_id: str) -> KeyRow | None:
     async with conn.execute(
         f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ? AND user_id = ?", (key_id, user_id)
     ) as cursor:
@@ -206,16 +205,14 @@ async def insert_stores(tx: Transaction, user_id: str, stores: Sequence[StoreRow
     )
 
 
-async def list_stores(conn: aiosqlite.Connection, user_id: str) -> list[StoreRow]:
+async def list_stores(conn: Connection, user_id: str) -> list[StoreRow]:
     rows = await conn.execute_fetchall(
         "SELECT name, object_id, default_key_id FROM stores WHERE user_id = ?", (user_id,)
     )
     return [StoreRow(r["name"], r["object_id"], r["default_key_id"]) for r in rows]
 
 
-async def store_using(
-    conn: aiosqlite.Connection, user_id: str, *, object_id: str = "", key_id: str = ""
-) -> str | None:
+async def store_using(conn: Connection, user_id: str, *, object_id: str = "", key_id: str = "") -> str | None:
     """The store whose object is `object_id` or whose default key is `key_id`, if any."""
     async with conn.execute(
         "SELECT name FROM stores WHERE user_id = ? AND (object_id = ? OR default_key_id = ?)",

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-import aiosqlite
+from telentir_box.db.connection import Connection
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -32,7 +32,7 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def current_version(conn: aiosqlite.Connection) -> int:
+async def current_version(conn: Connection) -> int:
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
@@ -42,7 +42,7 @@ async def current_version(conn: aiosqlite.Connection) -> int:
     return int(next(iter(rows))["v"])
 
 
-async def apply_migrations(conn: aiosqlite.Connection) -> list[Migration]:
+async def apply_migrations(conn: Connection) -> list[Migration]:
     """Bring the schema up to date; return the migrations that were applied."""
     migrations = available_migrations()
     latest = migrations[-1].version if migrations else 0

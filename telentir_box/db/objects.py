@@ -7,8 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
+from telentir_box.db.connection import Connection, Row
 from telentir_box.db.database import Transaction, last_insert_rowid
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -64,11 +63,11 @@ class PublishedCopy:
     iv: bytes
 
 
-def _object(r: aiosqlite.Row) -> ObjectRow:
+def _object(r: Row) -> ObjectRow:
     return ObjectRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), r[7], r[8], r[9])
 
 
-def _publication(r: aiosqlite.Row) -> PublicationRow:
+def _publication(r: Row) -> PublicationRow:
     return PublicationRow(r[0], r[1], r[2], r[3], r[4], r[5])
 
 
@@ -133,7 +132,7 @@ async def insert_objects(
     ]
 
 
-async def get_object(conn: aiosqlite.Connection, user_id: str, object_id: str) -> ObjectRow | None:
+async def get_object(conn: Connection, user_id: str, object_id: str) -> ObjectRow | None:
     async with conn.execute(
         f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id = ? AND user_id = ?", (object_id, user_id)
     ) as cursor:
@@ -141,19 +140,19 @@ async def get_object(conn: aiosqlite.Connection, user_id: str, object_id: str) -
     return _object(row) if row else None
 
 
-async def owns_key(conn: aiosqlite.Connection, user_id: str, key_id: str) -> bool:
+async def owns_key(conn: Connection, user_id: str, key_id: str) -> bool:
     async with conn.execute("SELECT 1 FROM keys WHERE id = ? AND user_id = ?", (key_id, user_id)) as cursor:
         return await cursor.fetchone() is not None
 
 
-async def owns_object(conn: aiosqlite.Connection, user_id: str, object_id: str) -> bool:
+async def owns_object(conn: Connection, user_id: str, object_id: str) -> bool:
     async with conn.execute(
         "SELECT 1 FROM objects WHERE id = ? AND user_id = ?", (object_id, user_id)
     ) as cursor:
         return await cursor.fetchone() is not None
 
 
-async def is_ancestor_or_self(conn: aiosqlite.Connection, candidate: str, of_object: str) -> bool:
+async def is_ancestor_or_self(conn: Connection, candidate: str, of_object: str) -> bool:
     """Whether `candidate` is `of_object` or one of its ancestors (a reparent would loop)."""
     async with conn.execute(
         "WITH RECURSIVE up(id, parent) AS ("
@@ -188,7 +187,7 @@ async def update_object(
     return _object(row) if row else None
 
 
-async def list_children(conn: aiosqlite.Connection, user_id: str, parent_id: str) -> list[ObjectRow]:
+async def list_children(conn: Connection, user_id: str, parent_id: str) -> list[ObjectRow]:
     rows = await conn.execute_fetchall(
         f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE related_object_id = ? AND user_id = ? ORDER BY seq",
         (parent_id, user_id),
@@ -197,7 +196,7 @@ async def list_children(conn: aiosqlite.Connection, user_id: str, parent_id: str
 
 
 async def list_objects(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     user_id: str,
     *,
     related_object_id: str | None,
@@ -274,7 +273,7 @@ async def delete_publication(tx: Transaction, user_id: str, type: str, related_i
 
 
 async def list_publications(
-    conn: aiosqlite.Connection, user_id: str, type: str, *, after_seq: int, limit: int
+    conn: Connection, user_id: str, type: str, *, after_seq: int, limit: int
 ) -> list[PublicationRow]:
     rows = await conn.execute_fetchall(
         f"SELECT {_PUBLICATION_COLUMNS} FROM publications WHERE user_id = ? AND type = ? AND seq > ?"
@@ -285,7 +284,7 @@ async def list_publications(
 
 
 async def get_published_copy(
-    conn: aiosqlite.Connection, user_id: str, type: str, related_id: str
+    conn: Connection, user_id: str, type: str, related_id: str
 ) -> PublishedCopy | None:
     async with conn.execute(
         "SELECT o.id, o.content, o.auth_tag, k.server, k.key, k.iv FROM publications p"
@@ -300,7 +299,7 @@ async def get_published_copy(
     return PublishedCopy(row[0], bytes(row[1]), bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))
 
 
-async def get_copy(conn: aiosqlite.Connection, user_id: str, object_id: str) -> PublishedCopy | None:
+async def get_copy(conn: Connection, user_id: str, object_id: str) -> PublishedCopy | None:
     """An object of the user with its key, to check that the box can read it."""
     async with conn.execute(
         "SELECT o.id, o.content, o.auth_tag, k.server, k.key, k.iv FROM objects o"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
+from telentir_box.db.connection import Connection
 from telentir_box.db.database import Transaction
 
 
@@ -17,7 +16,7 @@ class PlatformKeyRow:
     is_current: bool
 
 
-async def get_secret(conn: aiosqlite.Connection, name: str) -> bytes | None:
+async def get_secret(conn: Connection, name: str) -> bytes | None:
     rows = list(await conn.execute_fetchall("SELECT sealed FROM box_secrets WHERE name = ?", (name,)))
     return bytes(rows[0]["sealed"]) if rows else None
 
@@ -36,7 +35,7 @@ async def delete_secret(tx: Transaction, name: str) -> bool:
     return cursor.rowcount == 1
 
 
-async def list_platform_keys(conn: aiosqlite.Connection) -> list[PlatformKeyRow]:
+async def list_platform_keys(conn: Connection) -> list[PlatformKeyRow]:
     rows = await conn.execute_fetchall(
         "SELECT name, public_spki, sealed_private, is_current FROM platform_keys ORDER BY created_at"
     )

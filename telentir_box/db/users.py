@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
+from telentir_box.db.connection import Connection, Row
 from telentir_box.db.database import Transaction
 
 AUTH_STATE = "auth"
@@ -36,7 +35,7 @@ _USER_COLUMNS = (
 )
 
 
-def _user(row: aiosqlite.Row) -> UserRow:
+def _user(row: Row) -> UserRow:
     return UserRow(
         id=row["id"],
         email=row["email"],
@@ -54,22 +53,22 @@ def _user(row: aiosqlite.Row) -> UserRow:
     )
 
 
-async def _one(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> aiosqlite.Row | None:
+async def _one(conn: Connection, sql: str, params: tuple[object, ...]) -> Row | None:
     async with conn.execute(sql, params) as cursor:
         return await cursor.fetchone()
 
 
-async def get_user(conn: aiosqlite.Connection, user_id: str) -> UserRow | None:
+async def get_user(conn: Connection, user_id: str) -> UserRow | None:
     row = await _one(conn, f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
     return _user(row) if row else None
 
 
-async def get_user_by_email(conn: aiosqlite.Connection, email: str) -> UserRow | None:
+async def get_user_by_email(conn: Connection, email: str) -> UserRow | None:
     row = await _one(conn, f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,))
     return _user(row) if row else None
 
 
-async def list_users(conn: aiosqlite.Connection) -> list[UserRow]:
+async def list_users(conn: Connection) -> list[UserRow]:
     rows = await conn.execute_fetchall(f"SELECT {_USER_COLUMNS} FROM users ORDER BY created_at")
     return [_user(r) for r in rows]
 
@@ -172,7 +171,7 @@ class CredentialRow:
 _CREDENTIAL_USER = "u.id, u.role, u.super_admin, u.phone_verified_at IS NOT NULL, u.totp_enabled"
 
 
-async def session_credential(conn: aiosqlite.Connection, session_id: str) -> CredentialRow | None:
+async def session_credential(conn: Connection, session_id: str) -> CredentialRow | None:
     row = await _one(
         conn,
         f"SELECT {_CREDENTIAL_USER}, s.pending_2fa, s.expires_at FROM sessions s"
@@ -186,7 +185,7 @@ async def session_credential(conn: aiosqlite.Connection, session_id: str) -> Cre
     )
 
 
-async def api_key_credential(conn: aiosqlite.Connection, key_hash: bytes) -> tuple[str, CredentialRow] | None:
+async def api_key_credential(conn: Connection, key_hash: bytes) -> tuple[str, CredentialRow] | None:
     row = await _one(
         conn,
         f"SELECT k.id, {_CREDENTIAL_USER} FROM api_keys k JOIN users u ON u.id = k.user_id"
@@ -220,7 +219,7 @@ async def insert_api_key(
     return ApiKeyRow(key_id, name, hint, row[0], None)
 
 
-async def list_api_keys(conn: aiosqlite.Connection, user_id: str) -> list[ApiKeyRow]:
+async def list_api_keys(conn: Connection, user_id: str) -> list[ApiKeyRow]:
     rows = await conn.execute_fetchall(
         "SELECT id, name, hint, created_at, last_used_at FROM api_keys WHERE user_id = ?"
         " ORDER BY created_at DESC, rowid DESC",
@@ -283,7 +282,7 @@ async def count_owners(tx: Transaction) -> int:
     return int(row[0]) if row else 0
 
 
-async def session_expiry(conn: aiosqlite.Connection, session_id: str) -> str | None:
+async def session_expiry(conn: Connection, session_id: str) -> str | None:
     row = await _one(
         conn, "SELECT expires_at FROM sessions WHERE id = ? AND revoked_at IS NULL", (session_id,)
     )

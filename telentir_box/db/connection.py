@@ -1,0 +1,114 @@
+"""An async face over a plain sqlite3 connection that runs statements on the event loop.
+
+Why not a thread per statement (aiosqlite): the box's statements are point reads and
+small inserts served from SQLite's page cache in microseconds, while a hop to a
+connection thread and back costs a loop wake-up, a future and two GIL hand-offs,
+several times the statement itself. So statements run inline, and only the steps that
+can wait on the disk or on another process go to a thread: BEGIN IMMEDIATE (the write
+lock may be held by the admin CLI), COMMIT (fsync) and checkpoints (`run_blocking`).
+
+The coroutine methods never suspend; they are coroutines so the repositories read the
+same whichever way a statement runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Generator, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+Row = sqlite3.Row
+Params = Sequence[Any] | dict[str, Any]
+
+
+class Cursor:
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    async def fetchone(self) -> Row | None:
+        return self._cursor.fetchone()
+
+    async def fetchall(self) -> list[Row]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+
+class _Executed:
+    """The result of `execute`: awaitable (-> Cursor) and an async context manager that
+    closes the cursor, the two ways the repositories use a statement."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = Cursor(cursor)
+
+    def __await__(self) -> Generator[Any, None, Cursor]:
+        return self._cursor
+        yield  # makes this a generator: awaiting it completes without suspending
+
+    async def __aenter__(self) -> Cursor:
+        return self._cursor
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._cursor.close()
+
+
+class Connection:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def execute(self, sql: str, params: Params = ()) -> _Executed:
+        return _Executed(self._conn.execute(sql, params))
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
+        return Cursor(self._conn.executemany(sql, rows))
+
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    async def executescript(self, script: str) -> None:
+        """Migrations: whole scripts with their own BEGIN IMMEDIATE and COMMIT."""
+        await asyncio.to_thread(self._conn.executescript, script)
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def run_blocking(self, sql: str) -> None:
+        """A statement that may wait (on a lock or an fsync), run off the event loop.
+        The caller owns the connection until it returns, so nothing else touches it."""
+        await asyncio.to_thread(self._conn.execute, sql)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._conn.close)
+
+
+async def connect(path: Path) -> Connection:
+    def open_connection() -> sqlite3.Connection:
+        # Autocommit mode (isolation_level=None): transactions are explicit. The
+        # connection is used from the loop and, for blocking steps, one thread at a time.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    return Connection(await asyncio.to_thread(open_connection))
