@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -27,10 +26,6 @@ from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 
 
-def provide_box(state: State) -> Box:
-    return state.box
-
-
 def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] = ()) -> Litestar:
     """`extra_routes` mounts more handlers under /api (embedding, and tests that need a
     route which fails on purpose)."""
@@ -43,6 +38,10 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
             yield
         finally:
             await box.stop()
+
+    def provide_box() -> Box:
+        # A closure, not `state: State`: Litestar would build a State copy per request.
+        return app.state.box
 
     api = Router(
         path="/api",

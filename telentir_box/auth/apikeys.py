@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from telentir_box.auth.principal import API_KEY_PREFIX, Authenticator
+from telentir_box.auth.principal import API_KEY_PREFIX, Authenticator, iso
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database, Transaction
@@ -69,8 +70,9 @@ async def flush_api_key_use(db: Database, auth: Authenticator) -> None:
     if not auth.api_key_use:
         return
     pending, auth.api_key_use = auth.api_key_use, {}
+    last_used = {key_id: iso(datetime.fromtimestamp(at, UTC)) for key_id, at in pending.items()}
 
     async def write(tx: Transaction) -> None:
-        await users_repo.record_api_key_use(tx, pending)
+        await users_repo.record_api_key_use(tx, last_used)
 
     await db.write(write)

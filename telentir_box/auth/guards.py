@@ -28,10 +28,14 @@ _ROLE_RANK = {"member": 0, "admin": 1, "owner": 2}
 
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    header = connection.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    # Read the raw ASGI headers: building Litestar's Headers object costs more than the
+    # rest of an authenticated lookup. Header names arrive lower-cased.
+    for name, raw in connection.scope["headers"]:
+        if name == b"authorization":
+            scheme, _, value = raw.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+            break
     return connection.cookies.get(COOKIE) or None
 
 

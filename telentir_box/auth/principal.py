@@ -42,8 +42,9 @@ class Authenticator:
         self._secret = session_secret
         self._pepper = api_key_pepper
         self._cache: dict[str, tuple[float, Principal | None]] = {}
-        # Last use of each API key, flushed to the database in the background.
-        self.api_key_use: dict[str, str] = {}
+        # Last use of each API key (epoch seconds: cheap on every request), flushed to
+        # the database in the background.
+        self.api_key_use: dict[str, float] = {}
 
     def clear_cache(self, touched: set[str] | None = None) -> None:
         if touched is None or users_repo.AUTH_STATE in touched:
@@ -64,7 +65,7 @@ class Authenticator:
                 self._cache.clear()
             self._cache[token] = (now + CACHE_SECONDS, principal)
         if principal is not None and principal.api_key_id is not None:
-            self.api_key_use[principal.api_key_id] = iso(datetime.now(UTC))
+            self.api_key_use[principal.api_key_id] = time.time()
         return principal
 
     async def _lookup(self, token: str) -> Principal | None:
