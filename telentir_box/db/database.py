@@ -4,9 +4,8 @@ small pool of read-only connections. Every connection is opened the same way."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -109,13 +108,10 @@ class Database:
         self._jobs.put_nowait(_Job(fn, future))
         return await future
 
-    @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[Connection]:
-        conn = await self._readers.get()
-        try:
-            yield conn
-        finally:
-            self._readers.put_nowait(conn)
+    def reading(self) -> _ReadLease:
+        """`async with db.reading() as conn`: a read-only connection for the block. Each
+        block has its own, so a cursor left open cannot pin another block's snapshot."""
+        return _ReadLease(self._readers)
 
     async def read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         async with self.reading() as conn:
@@ -181,6 +177,21 @@ class Database:
                 job.future.set_result(result)
         if events:
             self.on_commit(events)
+
+
+class _ReadLease:
+    # A plain class rather than @asynccontextmanager: it is on every request's path.
+    __slots__ = ("_conn", "_pool")
+
+    def __init__(self, pool: asyncio.Queue[Connection]) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> Connection:
+        self._conn = await self._pool.get()
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._pool.put_nowait(self._conn)
 
 
 def _fail(job: _Job, exc: BaseException) -> None:
