@@ -1,9 +1,37 @@
-"""The baseline for bench_health: one Litestar route with no middleware, no database
-and no lifespan, so the gap to /api/health is what telentir-box adds."""
+"""Baselines on the same uvicorn stack as the box, with no middleware, database or
+lifespan: `/bare` (one JSON GET, the baseline every ratio is taken against) and
+`/bare/objects/{id}`, the framework floor of an object GET: a guard, two chained
+dependencies, a path parameter and a 1 KB object record, but no auth work and no SQL."""
 
 from __future__ import annotations
 
-from litestar import Litestar, get
+import secrets
+from typing import Any
+
+import msgspec
+from litestar import Controller, Litestar, get
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath
+
+
+class ObjectRecord(msgspec.Struct):
+    id: str
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    user_id: str
+    key_id: str
+    auth_tag: str
+    content: str
+    related_object_id: str | None
+
+
+RECORD = ObjectRecord(
+    "obj_bench", {}, "2026-11-23T09:00:00.000Z", "2026-11-23T09:00:00.000Z", "usr_bench", "key_bench",
+    secrets.token_hex(16), secrets.token_hex(1024), None,
+)  # fmt: skip
 
 
 @get("/bare")
@@ -11,4 +39,33 @@ async def bare() -> dict[str, str]:
     return {"status": "ok"}
 
 
-app = Litestar(route_handlers=[bare])
+async def allow(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    return None
+
+
+def provide_runtime() -> str:
+    return "runtime"
+
+
+async def provide_caller(runtime: NamedDependency[str]) -> str:
+    return "usr_bench"
+
+
+class Objects(Controller):
+    path = "/bare/objects"
+    guards = [allow]
+
+    @get("/{object_id:str}")
+    async def get_object(
+        self, runtime: NamedDependency[str], caller: NamedDependency[str], object_id: FromPath[str]
+    ) -> ObjectRecord:
+        return RECORD
+
+
+app = Litestar(
+    route_handlers=[bare, Objects],
+    dependencies={
+        "runtime": Provide(provide_runtime, sync_to_thread=False),
+        "caller": Provide(provide_caller),
+    },
+)

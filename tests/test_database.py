@@ -88,3 +88,36 @@ async def test_migrations_apply_once_and_refuse_newer_schema(db: Database) -> No
     await db.writer.execute("INSERT INTO schema_version (version, name) VALUES (?, 'future')", (latest + 1,))
     with pytest.raises(SchemaTooNew, match="newer"):
         await apply_migrations(db.writer)
+
+
+async def test_database_write_waiting_on_another_process_lock_keeps_serving(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE waits for the write lock off the event loop: while another
+    process (here another connection, as the admin CLI would) holds it, reads still
+    answer and the loop keeps running; the write lands once the lock is released."""
+    database = Database(tmp_path / "t.sqlite3", read_pool_size=1, busy_timeout_ms=5000)
+    await database.open()
+    await apply_migrations(database.writer)
+    other = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+
+        async def fn(tx: Transaction) -> int:
+            return (await record_event(tx, "u1", "object_created", {"id": "o1"})).id
+
+        pending = asyncio.ensure_future(database.write(fn))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            async with database.reading() as conn:
+                assert await events_after(conn, "u1", 0, 10) == []
+        # Had BEGIN IMMEDIATE run on the loop, it would have stalled for the 5 s busy timeout.
+        assert loop.time() - started < 2.5
+        assert not pending.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    event_id = await asyncio.wait_for(pending, 5)
+    async with database.reading() as conn:
+        assert [e.id for e in await events_after(conn, "u1", 0, 10)] == [event_id]
+    await database.close()
