@@ -11,9 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from telentir_box.auth.principal import iso
 from telentir_box.config import EventsConfig
 from telentir_box.db.database import Database, Transaction
-from telentir_box.db.events import Event, first_retained_event_id, latest_event_id, record_event
+from telentir_box.db.events import Event, events_after, first_retained_event_id, latest_event_id, record_event
 from telentir_box.db.migrate import apply_migrations
 from telentir_box.errors import RateLimited
 from telentir_box.events.bus import CLOSED_SHUTDOWN, CLOSED_SLOW, HEARTBEAT, Bus, Frame
@@ -141,5 +142,30 @@ async def test_events_retention_prunes_by_count_and_age(tmp_path: Path) -> None:
         assert await prune_event_log(db, EventsConfig(retention_days=1), now + timedelta(days=2)) == 10
         async with db.reading() as conn:
             assert (await first_retained_event_id(conn), await latest_event_id(conn)) == (31, 30)
+    finally:
+        await db.close()
+
+
+async def test_events_retention_by_age_finds_the_boundary_across_gaps(tmp_path: Path) -> None:
+    db = Database(tmp_path / "box.db")
+    await db.open()
+    try:
+        await apply_migrations(db.writer)
+
+        async def write(tx: Transaction) -> None:
+            for n in range(40):
+                await record_event(tx, "usr_a", "object_deleted", {"object_id": f"o{n}"})
+
+        await db.write(write)
+        now = datetime.now(UTC)
+        # Events 1-17 are ten days old; 5-9 are already gone, so the bisection meets gaps.
+        await db.writer.execute(
+            "UPDATE events SET created_at = ? WHERE id <= 17", (iso(now - timedelta(days=10)),)
+        )
+        await db.writer.execute("DELETE FROM events WHERE id BETWEEN 5 AND 9")
+        assert await prune_event_log(db, EventsConfig(retention_days=7), now) == 12
+        async with db.reading() as conn:
+            assert await first_retained_event_id(conn) == 18
+            assert len(await events_after(conn, "usr_a", 0, 100)) == 23
     finally:
         await db.close()

@@ -87,12 +87,28 @@ async def first_retained_event_id(conn: Connection) -> int:
     return await latest_event_id(conn) + 1
 
 
-async def prune_events(tx: Transaction, created_before: str, keep_count: int, limit: int) -> int:
-    """Delete up to `limit` of the oldest events that are older than `created_before`
-    or beyond the newest `keep_count`; returns how many went."""
+async def first_event_since(conn: Connection, created_at: str) -> int:
+    """The bound below which every event is older than `created_at`: the id of the
+    oldest event created at or after it, or the next id to be given out. One writer
+    stamps ids and times together, so times grow with ids and a bisection over the
+    primary key (a few dozen point lookups) replaces a scan of the whole log."""
+    low, high = await first_retained_event_id(conn), await latest_event_id(conn) + 1
+    while low < high:
+        middle = (low + high) // 2
+        rows = await conn.execute_fetchall(
+            "SELECT id, created_at FROM events WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+        )
+        if rows and rows[0]["created_at"] < created_at:
+            low = rows[0]["id"] + 1
+        else:
+            high = middle
+    return low
+
+
+async def prune_events(tx: Transaction, below_id: int, limit: int) -> int:
+    """Delete up to `limit` of the oldest events with ids below `below_id`; returns how many went."""
     cursor = await tx.conn.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE created_at < ?"
-        " OR id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?) ORDER BY id LIMIT ?)",
-        (created_before, max(keep_count - 1, 0), limit),
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)",
+        (below_id, limit),
     )
     return cursor.rowcount

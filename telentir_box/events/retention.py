@@ -19,13 +19,17 @@ PRUNE_BATCH = 2000
 
 
 async def prune_event_log(db: Database, config: EventsConfig, now: datetime) -> int:
-    """Delete what retention no longer covers; returns the number of events deleted."""
-    created_before = iso(now - timedelta(days=config.retention_days))
+    """Delete what retention no longer covers; returns the number of events deleted.
+    Statements run on the event loop, so every one is a primary-key range or lookup."""
+    async with db.reading() as conn:
+        by_age = await events_repo.first_event_since(conn, iso(now - timedelta(days=config.retention_days)))
+        by_count = await events_repo.latest_event_id(conn) - config.retention_count + 1
+    below_id = max(by_age, by_count)  # older than the window, or beyond the count
     total = 0
     while True:
 
         async def prune(tx: Transaction) -> int:
-            return await events_repo.prune_events(tx, created_before, config.retention_count, PRUNE_BATCH)
+            return await events_repo.prune_events(tx, below_id, PRUNE_BATCH)
 
         deleted = await db.write(prune)
         total += deleted
