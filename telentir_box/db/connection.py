@@ -5,7 +5,8 @@ small inserts served from SQLite's page cache in microseconds, while a hop to a
 connection thread and back costs a loop wake-up, a future and two GIL hand-offs,
 several times the statement itself. So statements run inline, and only the steps that
 can wait on the disk or on another process go to a thread: BEGIN IMMEDIATE (the write
-lock may be held by the admin CLI), COMMIT (fsync) and checkpoints (`run_blocking`).
+lock may be held by the admin CLI), COMMIT (fsync) and checkpoints (`run_blocking`),
+and bulk `executemany` batches, which are long rather than blocking.
 
 The coroutine methods never suspend; they are coroutines so the repositories read the
 same whichever way a statement runs.
@@ -82,7 +83,9 @@ class Connection:
         return _Executed(self._conn.execute(sql, params))
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
-        return Cursor(self._conn.executemany(sql, rows))
+        """Bulk statements (ingestion batches of hundreds of rows) would hold the loop for
+        milliseconds, so they run in a thread like the other blocking steps."""
+        return Cursor(await asyncio.to_thread(self._conn.executemany, sql, rows))
 
     async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
