@@ -8,29 +8,18 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import msgspec
 from litestar import Controller, Litestar, get
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath
 
-
-class ObjectRecord(msgspec.Struct):
-    id: str
-    metadata: dict[str, Any]
-    created_at: str
-    updated_at: str
-    user_id: str
-    key_id: str
-    auth_tag: str
-    content: str
-    related_object_id: str | None
-
+from telentir_box.store.models import ObjectRecord  # the same record type the box answers
 
 RECORD = ObjectRecord(
-    "obj_bench", {}, "2026-11-23T09:00:00.000Z", "2026-11-23T09:00:00.000Z", "usr_bench", "key_bench",
-    secrets.token_hex(16), secrets.token_hex(1024), None,
+    id="obj_bench", metadata={}, created_at="2026-11-23T09:00:00.000Z", updated_at="2026-11-23T09:00:00.000Z",
+    user_id="usr_bench", key_id="key_bench", auth_tag=secrets.token_hex(16), content=secrets.token_hex(1024),
+    related_object_id=None,
 )  # fmt: skip
 
 
