@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -79,8 +79,36 @@ def lead_frames(count: int) -> Iterator[bytes]:
         yield b"data: " + json.dumps(lead(n)).encode() + b"\n\n"
 
 
+class _FakeService:
+    """What every fake shares: a local server answering through `_handle`, and the
+    requests it recorded."""
+
+    server: _Server | None
+
+    def _handle(self, handler: BaseHTTPRequestHandler, request: Recorded) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Recorded]:
+        assert self.server is not None
+        return self.server.requests
+
+    def __enter__(self) -> Self:
+        self.server = _Server(self._handle).__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.__exit__()
+
+
 @dataclass
-class FakeConnector:
+class FakeConnector(_FakeService):
     """Streams `frames(params)` as SSE; `status` != 200 refuses; `cut_after` frames
     drops the connection mid-body; `stall_after` frames waits on `release`."""
 
@@ -94,24 +122,9 @@ class FakeConnector:
     stalled: threading.Event = field(default_factory=threading.Event)
     server: _Server | None = None
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
-
-    @property
-    def requests(self) -> list[Recorded]:
-        assert self.server is not None
-        return self.server.requests
-
-    def __enter__(self) -> FakeConnector:
-        self.server = _Server(self._handle).__enter__()
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.release.set()
-        assert self.server is not None
-        self.server.__exit__()
+        super().__exit__(*exc)
 
     def _handle(self, handler: BaseHTTPRequestHandler, request: Recorded) -> None:
         if self.status != 200:
@@ -141,7 +154,7 @@ class FakeConnector:
 
 
 @dataclass
-class FakeStripe:
+class FakeStripe(_FakeService):
     """Stripe's customer balance (negative = credit, in cents) and balance
     transactions, honouring Idempotency-Key like Stripe does. `down` answers 503."""
 
@@ -152,26 +165,8 @@ class FakeStripe:
     _seen: dict[str, bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
-
-    @property
-    def requests(self) -> list[Recorded]:
-        assert self.server is not None
-        return self.server.requests
-
     def transactions(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST"]
-
-    def __enter__(self) -> FakeStripe:
-        self.server = _Server(self._handle).__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.__exit__()
 
     def _handle(self, handler: BaseHTTPRequestHandler, request: Recorded) -> None:
         if self.down:

@@ -42,9 +42,6 @@ class Cursor:
     async def fetchone(self) -> Row | None:
         return self._cursor.fetchone()
 
-    async def fetchall(self) -> list[Row]:
-        return self._cursor.fetchall()
-
     async def close(self) -> None:
         self._cursor.close()
 
