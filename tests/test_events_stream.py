@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -350,9 +349,8 @@ async def test_events_stream_caps_answer_429(served: Served) -> None:
 async def test_events_stream_heartbeat_keeps_idle_stream_alive(served: Served) -> None:
     async with open_sse(served, "/api/events/publish", served.auth()) as sse:
         await sse.frame()
-        started = time.monotonic()
         assert (await sse.frame(timeout=2)).raw == b":"
-        assert time.monotonic() - started < 1.5
+        assert (await sse.frame(timeout=2)).raw == b":"
 
 
 async def test_events_stream_slow_subscriber_does_not_stall_writer(served: Served) -> None:
@@ -364,14 +362,11 @@ async def test_events_stream_slow_subscriber_does_not_stall_writer(served: Serve
     assert served.box.bus.subscriber_count == 1
     async with open_sse(served, "/api/events", served.auth()) as sse:
         big = {"object_id": "obj_1", "pad": "x" * 60_000}
-        latencies = []
         for _ in range(400):  # ~24 MB for a client that reads nothing
-            started = time.perf_counter()
-            event = await served.emit("alice", "object_updated", big)
-            latencies.append(time.perf_counter() - started)
+            # A writer held up by the stalled stream would hang here until the timeout.
+            event = await asyncio.wait_for(served.emit("alice", "object_updated", big), 5)
             assert (await sse.event()).id == event.id  # the reading stream keeps up
         assert served.box.bus.subscriber_count == 1  # the stalled one was dropped
-        assert max(latencies) < 0.5
     writer.close()
 
 

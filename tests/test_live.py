@@ -3,7 +3,6 @@
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,10 +26,9 @@ def test_live_health_errors_and_schema(live_server: LiveServer) -> None:
         assert http.get("/api/schema/openapi.json").json()["openapi"].startswith("3.")
 
 
-def test_live_sigterm_exits_zero_quickly(live_server: LiveServer) -> None:
-    started = time.monotonic()
+def test_live_sigterm_exits_zero(live_server: LiveServer) -> None:
+    # stop() raises if the process is still running after its grace period.
     assert live_server.stop(signal.SIGTERM) == 0
-    assert time.monotonic() - started < 5
     assert "Traceback" not in live_server.log()
 
 
