@@ -148,12 +148,14 @@ def test_connect_clamps_to_allowance_plus_prepaid(
     }
 
 
+@pytest.mark.parametrize("path", ["/get-leads", "/GET-Leads"])
 def test_connect_with_nothing_available_never_calls_the_connector(
-    start_app: Callable[..., TestClient], connector: FakeConnector
+    start_app: Callable[..., TestClient], connector: FakeConnector, path: str
 ) -> None:
     app = start_app(TELENTIR_BOX_BILLING__LEAD_ALLOWANCE="0")
     users = team(app)
-    response = app.post("/api/connect", json=leads_body(5), headers=bearer(users["member"]))
+    body = {**leads_body(5), "path": path}
+    response = app.post("/api/connect", json=body, headers=bearer(users["member"]))
     assert response.status_code == 204
     assert response.headers["x-telentir-credits-granted"] == "0"
     assert response.headers["x-telentir-connector"].startswith("skipped")
@@ -257,6 +259,19 @@ def test_connect_other_paths_skip_credits_and_bad_frames(
         ({"repository": "secrets", "path": "/get-leads", "params": {"credits": 1}}, "repository"),
         ({"repository": "contacts", "path": "get-leads", "params": {}}, "path"),
         ({"repository": "contacts", "path": "/../admin", "params": {}}, "path"),
+        # Other spellings of /get-leads that an HTTP client or router would resolve to it.
+        *(
+            ({"repository": "contacts", "path": path, "params": {"credits": 5000}}, "path")
+            for path in (
+                "/./get-leads",
+                "/get-leads/.",
+                "/get-leads/",
+                "//get-leads",
+                "/get%2Dleads",
+                "/x/../get-leads",
+            )
+        ),
+        ({"repository": "contacts", "path": "/.hidden", "params": {}}, "path"),
         (leads_body("ten"), "credits"),
         (leads_body(-1), "credits"),
         (leads_body(True), "credits"),

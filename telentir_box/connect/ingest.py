@@ -30,7 +30,10 @@ log = logging.getLogger("telentir_box.connect")
 MAX_BATCH = 500
 MAX_CREDITS = 1_000_000
 LEADS_PATH = "/get-leads"
-_PATH = re.compile(r"/[A-Za-z0-9._~\-/]*")
+# Slash-separated segments, none empty and none starting with a dot: no "." or ".."
+# segment, no trailing slash and no percent-escapes, so no other spelling of a path can
+# reach the same connector route (and /get-leads can't be reached without its credits).
+_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
 _END = object()
 
 
@@ -107,7 +110,7 @@ class ConnectOutcome:
 def validate_target(repository: str, path: str) -> None:
     if repository not in STORES:
         raise ValidationFailed(f"`repository` must be one of: {', '.join(STORES)}")
-    if not _PATH.fullmatch(path) or ".." in path or "//" in path:
+    if not _PATH.fullmatch(path):
         raise ValidationFailed("`path` must be an absolute connector path such as /get-leads")
 
 
@@ -130,7 +133,8 @@ async def run_connect(
     if not connect.base_url:
         raise ServiceUnavailable("no connector service is configured ([connect] base_url)")
     reservation = None
-    if path == LEADS_PATH:
+    # Case-insensitively: the connector's router may not care about case either.
+    if path.lower() == LEADS_PATH:
         requested = requested_credits(params)
         reservation = await box.credits.reserve(user_id, requested)
         if reservation is None:
