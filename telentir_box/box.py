@@ -22,8 +22,11 @@ from telentir_box.connect.credits import Credits, build_credits, settle_abandone
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.datadir import initialise, load_keyring, write_setup_token_file
 from telentir_box.db.database import Database
+from telentir_box.db.users import AUTH_STATE
 from telentir_box.events.bus import Bus
+from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
+from telentir_box.events.tickets import StreamTickets
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -43,10 +46,13 @@ class Box:
     passwords: Passwords
     identity: Identity
     bus: Bus
+    tickets: StreamTickets
     credits: Credits
     clock: Callable[[], datetime] = utc_now
     # Set when the process starts to stop, so long-lived streams can end cleanly.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by every commit that changed auth state, so open streams are rechecked.
+    auth_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -69,7 +75,6 @@ class Box:
             timeout=httpx.Timeout(30.0), headers={"user-agent": f"telentir-box/{__version__}"}
         )
         authenticator = Authenticator(db, keyring.session_secret, keyring.derive("api-key-pepper"))
-        db.on_touched = authenticator.clear_cache
         box = cls(
             config=config,
             db=db,
@@ -79,16 +84,24 @@ class Box:
             passwords=Passwords(config.auth),
             identity=build_identity(config, keyring, http),
             bus=Bus(config.events),
+            tickets=StreamTickets(keyring.derive("event-tickets")),
             credits=build_credits(db, config.billing, http),
         )
+        db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
         box.spawn(box.bus.run(box.stopping), "event-bus")
+        box.spawn(recheck_streams_periodically(box.bus, db, box.clock, box.auth_changed), "stream-recheck")
         box.spawn(prune_event_log_periodically(db, config.events, box.clock), "event-retention")
         if box.identity.sms.console:
             log.warning("Twilio is not configured: phone verification codes are only logged (dev only)")
         box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
         box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
         return box
+
+    def _state_changed(self, touched: set[str]) -> None:
+        self.authenticator.clear_cache(touched)
+        if AUTH_STATE in touched:
+            self.auth_changed.set()
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background task for the life of the box; stop() cancels it."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from telentir_box.auth.principal import iso
+from telentir_box.auth.principal import Principal, iso
 from telentir_box.config import EventsConfig
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import Event, events_after, first_retained_event_id, latest_event_id, record_event
@@ -113,11 +113,15 @@ def test_events_filter_maps_query_to_payload(
     assert build_filter(channel, query, "usr_a").accepts(Frame.of(ev)) is accepted
 
 
-def test_events_ticket_binds_user_key_and_expiry() -> None:
+def test_events_ticket_binds_user_credential_key_and_expiry() -> None:
     now = datetime.now(UTC)
-    ticket, expires = issue_ticket(b"k" * 32, "usr_a", now)
+    caller = Principal("usr_a", "member", False, True, False, False, api_key_id="ak_1")
+    ticket, expires = issue_ticket(b"k" * 32, caller, now)
     assert expires - now == timedelta(seconds=60)
-    assert verify_ticket(b"k" * 32, ticket, now) == "usr_a"
+    claims = verify_ticket(b"k" * 32, ticket, now)
+    assert claims is not None and (claims.user_id, claims.credential_id) == ("usr_a", "ak_1")
+    again, _ = issue_ticket(b"k" * 32, caller, now)
+    assert verify_ticket(b"k" * 32, again, now).nonce != claims.nonce  # type: ignore[union-attr]
     assert verify_ticket(b"k" * 32, ticket, now + timedelta(seconds=61)) is None
     assert verify_ticket(b"j" * 32, ticket, now) is None
     assert verify_ticket(b"k" * 32, ticket + "A", now) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,10 +18,12 @@ import pytest
 import uvicorn
 
 from telentir_box.app import create_app
+from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.config import load_config
 from telentir_box.db.database import Transaction
 from telentir_box.db.events import Event, prune_events, record_event
+from telentir_box.events.recheck import close_revoked_streams
 from telentir_box.events.tickets import issue_ticket
 from tests.conftest import create_user, free_port
 
@@ -43,6 +46,11 @@ class Served:
 
     def auth(self, name: str = "alice") -> dict[str, str]:
         return {"authorization": f"Bearer {self.users[name]['api_key']}"}
+
+    async def principal(self, name: str) -> Principal:
+        principal = await self.box.authenticator.resolve(self.users[name]["api_key"])
+        assert principal is not None
+        return principal
 
     async def emit(self, user: str, type: str, payload: dict[str, Any]) -> Event:
         user_id = self.users[user]["id"]
@@ -270,18 +278,70 @@ async def test_events_ticket_opens_own_stream_only(served: Served) -> None:
         assert (await sse.event()).id == mine.id
 
 
-async def test_events_ticket_refused_when_expired_forged_or_for_unverified(served: Served) -> None:
+async def test_events_ticket_refused_when_expired_forged_used_or_for_unverified(served: Served) -> None:
     key = served.box.keyring.derive("event-tickets")
     now = served.box.clock()
-    expired, _ = issue_ticket(key, served.users["alice"]["id"], now - timedelta(seconds=61))
-    foreign_key, _ = issue_ticket(b"k" * 32, served.users["alice"]["id"], now)
-    unverified, _ = issue_ticket(key, served.users["unverified"]["id"], now)
-    good, _ = issue_ticket(key, served.users["alice"]["id"], now)
+    alice, unverified = await served.principal("alice"), await served.principal("unverified")
+    expired, _ = issue_ticket(key, alice, now - timedelta(seconds=61))
+    foreign_key, _ = issue_ticket(b"k" * 32, alice, now)
+    for_unverified, _ = issue_ticket(key, unverified, now)
+    good, _ = served.box.tickets.issue(alice, now)
     tampered = good[:5] + ("A" if good[5] != "A" else "B") + good[6:]
     async with served.client() as client:
-        for ticket in (expired, foreign_key, unverified, tampered, "x" * 600, "not.a.ticket", "..."):
+        async with client.stream("GET", "/api/events", params={"ticket": good}) as response:
+            assert response.status_code == 200
+        for ticket in (
+            good,
+            expired,
+            foreign_key,
+            for_unverified,
+            tampered,
+            "x" * 600,
+            "not.a.ticket",
+            "...",
+        ):
             response = await client.get("/api/events", params={"ticket": ticket}, headers=served.auth())
             assert (response.status_code, response.json()["code"]) == (401, "UNAUTHORIZED"), ticket
+
+
+async def test_events_streams_end_when_their_credentials_are_revoked(served: Served) -> None:
+    """A stream opened with an API key, and one opened with a ticket that key asked for,
+    both end (with an error frame) when the key is deleted; other streams go on."""
+    async with served.client() as client:
+        made = (await client.post("/api/api-keys", json={"name": "tmp"}, headers=served.auth())).json()
+        temporary = {"authorization": f"Bearer {made['key']}"}
+        ticket = (await client.post("/api/events/ticket", headers=temporary)).json()["ticket"]
+        async with (
+            open_sse(served, "/api/events", temporary) as by_key,
+            open_sse(served, f"/api/events?ticket={ticket}") as by_ticket,
+            open_sse(served, "/api/events", served.auth()) as untouched,
+        ):
+            for sse in (by_key, by_ticket, untouched):
+                await sse.frame()
+            deleted = await client.delete(f"/api/api-keys/{made['id']}", headers=served.auth())
+            assert deleted.status_code == 204
+            for sse in (by_key, by_ticket):
+                frame = await sse.event()
+                assert frame.event == "error" and "no longer valid" in frame.data
+            event = await served.emit("alice", "object_created", created("obj_after"))
+            assert (await untouched.event()).id == event.id
+        response = await client.get("/api/events", headers=temporary)
+        assert response.status_code == 401
+
+
+async def test_events_recheck_sees_revocations_made_by_another_process(served: Served) -> None:
+    async with served.client() as client:
+        made = (await client.post("/api/api-keys", json={"name": "cli"}, headers=served.auth())).json()
+    async with open_sse(served, "/api/events", {"authorization": f"Bearer {made['key']}"}) as sse:
+        await sse.frame()
+        assert await close_revoked_streams(served.box.bus, served.box.db, served.box.clock()) == 0
+        # As the admin CLI would: another connection, so this process hears nothing of it.
+        other = sqlite3.connect(served.box.db.path)
+        with other:
+            other.execute("DELETE FROM api_keys WHERE id = ?", (made["id"],))
+        other.close()
+        assert await close_revoked_streams(served.box.bus, served.box.db, served.box.clock()) == 1
+        assert (await sse.event()).event == "error"
 
 
 async def test_events_stream_resume_has_no_gap_or_duplicate_under_writes(served: Served) -> None:

@@ -75,7 +75,7 @@ class Authenticator:
             if found is None:
                 return None
             key_id, credential = found
-            return _principal(credential, api_key_id=key_id)
+            return principal_of(credential, api_key_id=key_id)
         session_id = self.session_id(token)
         if session_id is None:
             return None
@@ -87,7 +87,7 @@ class Authenticator:
             or credential.expires_at <= iso(datetime.now(UTC))
         ):
             return None
-        return _principal(credential, session_id=session_id)
+        return principal_of(credential, session_id=session_id)
 
     def session_id(self, token: str) -> str | None:
         """The session id (jti) of a well-signed, unexpired session JWT."""
@@ -113,7 +113,7 @@ class Authenticator:
         )
 
 
-def _principal(
+def principal_of(
     credential: CredentialRow, *, session_id: str | None = None, api_key_id: str | None = None
 ) -> Principal:
     return Principal(

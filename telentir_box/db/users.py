@@ -4,6 +4,7 @@ mark the transaction, so the in-memory auth cache is dropped once they commit.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from telentir_box.db.connection import Connection, Row
 from telentir_box.db.database import Transaction
@@ -186,11 +187,24 @@ async def session_credential(conn: Connection, session_id: str) -> CredentialRow
 
 
 async def api_key_credential(conn: Connection, key_hash: bytes) -> tuple[str, CredentialRow] | None:
+    """The key id and owner of the API key with this hash (how a request authenticates)."""
+    return await _api_key_owner(conn, "key_hash", key_hash)
+
+
+async def api_key_credential_by_id(conn: Connection, key_id: str) -> CredentialRow | None:
+    """The owner of a still-existing API key (how an open event stream rechecks its key)."""
+    found = await _api_key_owner(conn, "id", key_id)
+    return found[1] if found else None
+
+
+async def _api_key_owner(
+    conn: Connection, column: Literal["key_hash", "id"], value: bytes | str
+) -> tuple[str, CredentialRow] | None:
     row = await _one(
         conn,
         f"SELECT k.id, {_CREDENTIAL_USER} FROM api_keys k JOIN users u ON u.id = k.user_id"
-        " WHERE k.key_hash = ?",
-        (key_hash,),
+        f" WHERE k.{column} = ?",
+        (value,),
     )
     if row is None:
         return None

@@ -21,6 +21,7 @@ log = logging.getLogger("telentir_box.events")
 # Why a subscription ended; the stream turns these into its closing `event: error` frame.
 CLOSED_SLOW = "slow"
 CLOSED_SHUTDOWN = "shutdown"
+CLOSED_REVOKED = "revoked"
 
 
 class Frame:
@@ -65,11 +66,13 @@ Accepts = Callable[[Frame], bool]
 class Subscription:
     """One listener's bounded mailbox. The stream awaits take(); the bus offers."""
 
-    __slots__ = ("_items", "_waiter", "accepts", "active", "limit", "reason", "user_id")
+    __slots__ = ("_items", "_waiter", "accepts", "active", "credential", "limit", "reason", "user_id")
 
-    def __init__(self, user_id: str, accepts: Accepts, limit: int) -> None:
+    def __init__(self, user_id: str, accepts: Accepts, limit: int, credential: str | None = None) -> None:
         self.user_id = user_id
         self.accepts = accepts
+        # The session or API key id that opened the stream, rechecked while it is open.
+        self.credential = credential
         self.limit = limit
         self.reason: str | None = None
         # Set on every delivery and cleared by each heartbeat tick: busy streams need none.
@@ -122,7 +125,10 @@ class Bus:
     def subscriber_count(self) -> int:
         return self._count
 
-    def subscribe(self, user_id: str, accepts: Accepts) -> Subscription:
+    def subscriptions(self) -> list[Subscription]:
+        return [subscription for mine in self._by_user.values() for subscription in mine]
+
+    def subscribe(self, user_id: str, accepts: Accepts, credential: str | None = None) -> Subscription:
         """A new subscription, or RateLimited when the per-user or total cap is reached."""
         if self.closed:
             raise RateLimited("The server is shutting down")
@@ -131,7 +137,7 @@ class Bus:
             raise RateLimited("Too many event streams are open on this server")
         if mine is not None and len(mine) >= self.config.max_streams_per_user:
             raise RateLimited("Too many event streams are open for this account")
-        subscription = Subscription(user_id, accepts, self.config.queue_size)
+        subscription = Subscription(user_id, accepts, self.config.queue_size, credential)
         self._by_user.setdefault(user_id, set()).add(subscription)
         self._count += 1
         return subscription
@@ -158,8 +164,7 @@ class Bus:
                     slow.append(subscription)
             for subscription in slow:
                 log.info("closing a slow event stream", extra={"user_id": subscription.user_id})
-                subscription.close(CLOSED_SLOW)
-                self.unsubscribe(subscription)
+                self.close(subscription, CLOSED_SLOW)
 
     def beat(self) -> None:
         """Queue a keep-alive on every stream that delivered nothing since the last beat."""
@@ -169,12 +174,15 @@ class Bus:
                     subscription.offer(HEARTBEAT)
                 subscription.active = False
 
+    def close(self, subscription: Subscription, reason: str) -> None:
+        """End one stream: its reader wakes, sends the closing frame and returns."""
+        subscription.close(reason)
+        self.unsubscribe(subscription)
+
     def close_all(self, reason: str = CLOSED_SHUTDOWN) -> None:
         self.closed = True
-        for mine in list(self._by_user.values()):
-            for subscription in list(mine):
-                subscription.close(reason)
-                self.unsubscribe(subscription)
+        for subscription in self.subscriptions():
+            self.close(subscription, reason)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Heartbeats until the box starts to stop, then ends every stream, so the

@@ -16,11 +16,10 @@ from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal, iso
 from telentir_box.box import Box
 from telentir_box.errors import NotFound, Unauthorized, ValidationFailed
+from telentir_box.events.credentials import credential_id
 from telentir_box.events.filters import EVENT_TYPES, FILTER_NAMES, allowed_filters, build_filter
 from telentir_box.events.stream import StreamRequest, open_stream
-from telentir_box.events.tickets import issue_ticket, resolve_ticket
 
-TICKET_PURPOSE = "event-tickets"
 MAX_FILTER_CHARS = 200
 MAX_EVENT_ID_DIGITS = 18
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -36,13 +35,15 @@ async def requires_stream_auth(
         await requires_object_auth(connection, handler)
         return
     box: Box = connection.app.state.box
-    principal = await resolve_ticket(box.db, box.keyring.derive(TICKET_PURPOSE), ticket, box.clock())
+    principal = await box.tickets.redeem(box.db, ticket, box.clock())
     if principal is None:
-        raise Unauthorized("Invalid or expired event stream ticket")
+        raise Unauthorized("Invalid, used or expired event stream ticket")
     connection.scope.setdefault("state", {})["principal"] = principal
 
 
-def parse_stream_request(request: Request[Any, Any, Any], channel: str | None, user_id: str) -> StreamRequest:
+def parse_stream_request(
+    request: Request[Any, Any, Any], channel: str | None, principal: Principal
+) -> StreamRequest:
     query = {name: request.query_params[name] for name in FILTER_NAMES if name in request.query_params}
     unknown = sorted(set(query) - allowed_filters(channel))
     if unknown:
@@ -54,17 +55,18 @@ def parse_stream_request(request: Request[Any, Any, Any], channel: str | None, u
     if last is not None and (not last.isascii() or not last.isdigit() or len(last) > MAX_EVENT_ID_DIGITS):
         raise ValidationFailed("Last-Event-ID must be an event id (a non-negative integer)")
     return StreamRequest(
-        user_id=user_id,
+        user_id=principal.user_id,
         channel=channel,
-        event_filter=build_filter(channel, query, user_id),
+        event_filter=build_filter(channel, query, principal.user_id),
         resume_after=int(last) if last is not None else None,
+        credential_id=credential_id(principal),
     )
 
 
 def _event_stream(
     request: Request[Any, Any, Any], box: Box, principal: Principal, channel: str | None
 ) -> Stream:
-    stream_request = parse_stream_request(request, channel, principal.user_id)
+    stream_request = parse_stream_request(request, channel, principal)
     chunks = open_stream(box.bus, box.db, stream_request)
     return Stream(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -89,12 +91,15 @@ async def stream_events(
 
 
 @post(
-    "/events/ticket", guards=[requires_object_auth], status_code=201, summary="Issue an event stream ticket"
+    "/events/ticket",
+    guards=[requires_object_auth],
+    status_code=201,
+    summary="Issue a single-use event stream ticket, valid for 60 s",
 )
 async def create_event_ticket(
     box: NamedDependency[Box], principal: NamedDependency[Principal]
 ) -> dict[str, str]:
-    ticket, expires = issue_ticket(box.keyring.derive(TICKET_PURPOSE), principal.user_id, box.clock())
+    ticket, expires = box.tickets.issue(principal, box.clock())
     return {"ticket": ticket, "expires_at": iso(expires)}
 
 

@@ -12,7 +12,7 @@ import msgspec
 
 from telentir_box.db import events as events_repo
 from telentir_box.db.database import Database
-from telentir_box.events.bus import CLOSED_SHUTDOWN, CLOSED_SLOW, Bus, Frame, Subscription
+from telentir_box.events.bus import CLOSED_REVOKED, CLOSED_SHUTDOWN, CLOSED_SLOW, Bus, Frame, Subscription
 from telentir_box.events.filters import EventFilter
 
 RETRY_MS = 3000
@@ -20,6 +20,7 @@ REPLAY_PAGE = 500
 _CLOSE_MESSAGES = {
     CLOSED_SLOW: "Event stream fell behind and was closed; reconnect with Last-Event-ID to resume.",
     CLOSED_SHUTDOWN: "Server is shutting down; reconnect with Last-Event-ID to resume.",
+    CLOSED_REVOKED: "The credentials this stream was opened with are no longer valid; sign in again.",
 }
 
 
@@ -29,13 +30,14 @@ class StreamRequest:
     channel: str | None  # None: every type
     event_filter: EventFilter
     resume_after: int | None  # the client's last event id, if it is resuming
+    credential_id: str | None = None  # the session or API key it is rechecked by
 
 
 def open_stream(bus: Bus, db: Database, request: StreamRequest) -> AsyncIterator[bytes]:
     """Subscribe now (so caps answer 429 before any byte is sent) and return the
     stream's bytes. The subscription is released when the stream ends, or when the
     iterator is dropped without ever being started (client gone before the body)."""
-    subscription = bus.subscribe(request.user_id, request.event_filter.accepts)
+    subscription = bus.subscribe(request.user_id, request.event_filter.accepts, request.credential_id)
     chunks = _stream(bus, db, request, subscription)
     weakref.finalize(chunks, bus.unsubscribe, subscription)
     return chunks

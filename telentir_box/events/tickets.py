@@ -1,6 +1,11 @@
-"""Stream tickets: short-lived, single-purpose credentials for EventSource clients,
-which cannot send headers, so a long-lived secret never goes into a URL. A ticket is
-an HMAC over (purpose, user id, expiry, nonce) under a key derived for this purpose."""
+"""Stream tickets: short-lived, single-use, single-purpose credentials for EventSource
+clients, which cannot send headers, so a long-lived secret never goes into a URL.
+
+A ticket is an HMAC over (purpose, user id, expiry, nonce, issuing credential) under a
+key derived for this purpose. It names the session or API key that asked for it, so
+the stream it opens lives exactly as long as that credential does; it is redeemable
+once, so a ticket copied from a proxy log is worthless (a client that reconnects asks
+for a fresh one)."""
 
 from __future__ import annotations
 
@@ -9,15 +14,24 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from telentir_box.auth.principal import Principal
-from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database
+from telentir_box.events.credentials import stream_principal
 
 TICKET_SECONDS = 60
-_PURPOSE = b"event-stream-v1"
+_PURPOSE = b"event-stream-v2"
 _MAX_TICKET_CHARS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class TicketClaims:
+    user_id: str
+    credential_id: str  # the session (ses_...) or API key (ak_...) that asked for it
+    expires: int  # epoch seconds
+    nonce: str
 
 
 def _b64(raw: bytes) -> str:
@@ -28,21 +42,26 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_ticket(key: bytes, user_id: str, now: datetime) -> tuple[str, datetime]:
-    """A ticket for `user_id` and the moment it expires."""
+def issue_ticket(key: bytes, principal: Principal, now: datetime) -> tuple[str, datetime]:
+    """A ticket for the caller, and the moment it expires."""
+    credential_id = principal.session_id or principal.api_key_id
+    assert credential_id is not None, "tickets are issued to a session or an API key"
     expires = now.astimezone(UTC) + timedelta(seconds=TICKET_SECONDS)
-    body = b"%s|%s|%d|%s" % (
-        _PURPOSE,
-        user_id.encode(),
-        int(expires.timestamp()),
-        secrets.token_bytes(12).hex().encode(),
+    body = b"|".join(
+        [
+            _PURPOSE,
+            principal.user_id.encode(),
+            b"%d" % int(expires.timestamp()),
+            secrets.token_bytes(12).hex().encode(),
+            credential_id.encode(),
+        ]
     )
     mac = hmac.new(key, body, hashlib.sha256).digest()
     return f"{_b64(body)}.{_b64(mac)}", expires
 
 
-def verify_ticket(key: bytes, ticket: str, now: datetime) -> str | None:
-    """The user id a valid, unexpired ticket was issued to, else None."""
+def verify_ticket(key: bytes, ticket: str, now: datetime) -> TicketClaims | None:
+    """What a well-signed, unexpired ticket says, else None."""
     if len(ticket) > _MAX_TICKET_CHARS or ticket.count(".") != 1:
         return None
     encoded_body, encoded_mac = ticket.split(".")
@@ -53,28 +72,40 @@ def verify_ticket(key: bytes, ticket: str, now: datetime) -> str | None:
     if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
         return None
     parts = body.split(b"|")
-    if len(parts) != 4 or parts[0] != _PURPOSE or not parts[2].isdigit():
+    if len(parts) != 5 or parts[0] != _PURPOSE or not parts[2].isdigit():
         return None
-    if int(parts[2]) <= now.timestamp():
+    expires = int(parts[2])
+    if expires <= now.timestamp():
         return None
-    return parts[1].decode()
+    return TicketClaims(parts[1].decode(), parts[4].decode(), expires, parts[3].decode())
 
 
-async def resolve_ticket(db: Database, key: bytes, ticket: str, now: datetime) -> Principal | None:
-    """The caller a ticket stands for, from current server-side state: a deleted user or
-    one whose phone is no longer verified gets nothing, whatever the ticket says."""
-    user_id = verify_ticket(key, ticket, now)
-    if user_id is None:
-        return None
-    async with db.reading() as conn:
-        user = await users_repo.get_user(conn, user_id)
-    if user is None or not user.phone_verified:
-        return None
-    return Principal(
-        user_id=user.id,
-        role=user.role,  # type: ignore[arg-type]
-        super_admin=user.super_admin,
-        phone_verified=user.phone_verified,
-        two_factor_configured=user.totp_enabled,
-        two_factor_pending=False,
-    )
+class StreamTickets:
+    """Issues tickets and redeems each at most once. Redeemed nonces are remembered
+    (in memory: tickets outlive neither their minute nor the process) until they expire."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._redeemed: dict[str, int] = {}  # nonce -> expiry, epoch seconds
+
+    def issue(self, principal: Principal, now: datetime) -> tuple[str, datetime]:
+        return issue_ticket(self._key, principal, now)
+
+    async def redeem(self, db: Database, ticket: str, now: datetime) -> Principal | None:
+        """The caller a ticket stands for, from current server-side state: a used ticket,
+        or one whose session or key has since gone, or whose user may no longer
+        stream, gets nothing, whatever the ticket says."""
+        claims = verify_ticket(self._key, ticket, now)
+        if claims is None or claims.nonce in self._redeemed:
+            return None
+        self._forget_expired(now)
+        self._redeemed[claims.nonce] = claims.expires
+        principal = await stream_principal(db, claims.credential_id, now)
+        if principal is None or principal.user_id != claims.user_id:
+            return None
+        return principal
+
+    def _forget_expired(self, now: datetime) -> None:
+        moment = now.timestamp()
+        for nonce in [nonce for nonce, expires in self._redeemed.items() if expires <= moment]:
+            del self._redeemed[nonce]
