@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import msgspec
 ENV_PREFIX = "TELENTIR_BOX_"
 CONFIG_ENV = "TELENTIR_BOX_CONFIG"
 MASK = "********"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -32,6 +34,16 @@ class ServerConfig(_Section):
     cors_origins: list[str] = []
     max_body_bytes: int = 1_048_576
     shutdown_timeout: float = 3.0
+
+    def __post_init__(self) -> None:
+        # Browsers send the session cookie to these origins and let them read the
+        # answers, so each must be named exactly: a wildcard would open every account
+        # to every web page.
+        for origin in self.cors_origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"cors_origins entries must be origins such as https://app.example.com, not {origin!r}"
+                )
 
 
 class DataConfig(_Section):

@@ -45,6 +45,8 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
         ("[server\n", {}, "not valid TOML"),
         ("", {"TELENTIR_BOX_DATABASE__SYNCHRONOUS": "SOMETIMES"}, "database.synchronous"),
         ("", {"TELENTIR_BOX_SERVER__PORT": "eighty"}, "server.port"),
+        ("[server]\ncors_origins = ['*']\n", {}, "cors_origins"),
+        ("", {"TELENTIR_BOX_SERVER__CORS_ORIGINS": '["https://app.example.com/path"]'}, "cors_origins"),
     ],
 )
 def test_config_errors_name_the_key_in_one_line(
