@@ -156,14 +156,23 @@ class FakeConnector(_FakeService):
 @dataclass
 class FakeStripe(_FakeService):
     """Stripe's customer balance (negative = credit, in cents) and balance
-    transactions, honouring Idempotency-Key like Stripe does. `down` answers 503."""
+    transactions, honouring Idempotency-Key like Stripe does. `down` answers 503.
+    `stall_next_read()` holds the next balance read on the wire, answering the balance
+    as it was when the read arrived, until the returned event is set."""
 
     customer_id: str = "cus_test"
     balance: int = 0
     down: bool = False
+    read_arrived: threading.Event = field(default_factory=threading.Event)
+    _release_read: threading.Event | None = None
     server: _Server | None = None
     _seen: dict[str, bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stall_next_read(self) -> threading.Event:
+        self.read_arrived.clear()
+        self._release_read = threading.Event()
+        return self._release_read
 
     def transactions(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST"]
@@ -174,7 +183,11 @@ class FakeStripe(_FakeService):
             return
         customer = f"/v1/customers/{self.customer_id}"
         if request.method == "GET" and request.path == customer:
-            self._send(handler, 200, {"id": self.customer_id, "object": "customer", "balance": self.balance})
+            balance, release, self._release_read = self.balance, self._release_read, None
+            if release is not None:
+                self.read_arrived.set()
+                release.wait(10)
+            self._send(handler, 200, {"id": self.customer_id, "object": "customer", "balance": balance})
         elif request.method == "POST" and request.path == customer + "/balance_transactions":
             key = request.headers.get("idempotency-key", "")
             with self._lock:

@@ -3,6 +3,7 @@ and records the reservation and the refund, each with its idempotency key."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,3 +139,35 @@ async def test_credits_stripe_recovery_replays_with_the_same_keys(
     keys = [r.headers["idempotency-key"] for r in stripe_fake.transactions()]
     assert keys == [f"{row.id}-reserve", f"{row.id}-reserve", f"{row.id}-refund"]
     assert stripe_fake.balance == -1000 + 40  # 4 leads paid, once
+
+
+async def test_credits_stripe_concurrent_reservations_never_spend_a_credit_twice(
+    tmp_path: Path, stripe_fake: FakeStripe
+) -> None:
+    """One reservation's balance read is held on the wire (it answers the balance from
+    before) while another reserves, debits and finishes: the held one must not grant
+    what the other just spent."""
+    billing = BillingConfig(
+        lead_allowance=0,
+        stripe_secret_key="sk_test_box",
+        stripe_customer_id=stripe_fake.customer_id,
+        stripe_api_base=stripe_fake.url,
+    )
+    db = Database(tmp_path / "stripe.sqlite3", synchronous="NORMAL", read_pool_size=1)
+    await db.open()
+    await apply_migrations(db.writer)
+    async with httpx.AsyncClient() as http:
+        credits = Credits(
+            db, billing, lambda: datetime(2026, 11, 1, tzinfo=UTC), StripeBilling(billing, http)
+        )
+        release = stripe_fake.stall_next_read()
+        held = asyncio.create_task(credits.reserve("usr_a", 100))
+        assert await asyncio.to_thread(stripe_fake.read_arrived.wait, 10)
+        other = asyncio.create_task(credits.reserve("usr_b", 100))
+        # Give the other reservation the chance to run to completion if nothing stops it.
+        await asyncio.wait({other}, timeout=1.0)
+        release.set()
+        rows = [row for row in await asyncio.gather(held, other) if row is not None]
+    await db.close()
+    assert sum(row.prepaid_reserved for row in rows) == 100
+    assert stripe_fake.balance == 0  # all $10.00 of credit spent, none of it twice

@@ -84,6 +84,9 @@ class Credits:
         self.clock = clock
         self.stripe = stripe
         self.holder = process_holder()
+        # Stripe's balance is read outside the database, so a reservation's debit must
+        # have landed before the next reservation reads it: one at a time.
+        self._stripe_reserving = asyncio.Lock()
 
     def period(self) -> str:
         return period_key(self.clock(), self.billing.period)
@@ -108,7 +111,12 @@ class Credits:
     async def reserve(self, user_id: str, requested: int) -> ReservationRow | None:
         """Clamp `requested` to remaining allowance + prepaid and hold that many credits;
         None when nothing is available (nothing is written then)."""
-        stripe_credits = await self.prepaid_balance() if self.stripe is not None else 0
+        if self.stripe is None:
+            return await self._reserve(user_id, requested, stripe_credits=0)
+        async with self._stripe_reserving:
+            return await self._reserve(user_id, requested, stripe_credits=await self.prepaid_balance())
+
+    async def _reserve(self, user_id: str, requested: int, stripe_credits: int) -> ReservationRow | None:
         period = self.period()
 
         async def hold(tx: Transaction) -> ReservationRow | None:
