@@ -28,7 +28,7 @@ async def crash() -> None:
 
 @pytest.fixture
 def app_client(config: Config) -> Iterator[TestClient]:
-    config.server.max_body_bytes = 1024
+    config.server.max_body_bytes = 4096
     with TestClient(create_app(config, extra_routes=[echo, crash])) as test_client:
         yield test_client
 
@@ -57,9 +57,17 @@ def test_http_unknown_route_and_wrong_method(client: TestClient) -> None:
     assert_error(client.delete("/api/health"), 405, "METHOD_NOT_ALLOWED")
 
 
-def test_http_malformed_json_is_a_validation_error(app_client: TestClient) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"name": ',
+        b"[" * 1000 + b"]" * 1000,
+        b'{"name": "a", "count": 1, "x": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+    ],
+)
+def test_http_malformed_json_is_a_validation_error(app_client: TestClient, content: bytes) -> None:
     response = app_client.post(
-        "/api/test/echo", content=b'{"name": ', headers={"content-type": "application/json"}
+        "/api/test/echo", content=content, headers={"content-type": "application/json"}
     )
     assert_error(response, 400, "VALIDATION_ERROR")
 
@@ -78,7 +86,7 @@ def test_http_validation_error_names_the_field(app_client: TestClient, body: dic
 
 
 def test_http_oversized_body_is_413(app_client: TestClient) -> None:
-    response = app_client.post("/api/test/echo", json={"name": "x" * 4096, "count": 1})
+    response = app_client.post("/api/test/echo", json={"name": "x" * 5000, "count": 1})
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
 
 

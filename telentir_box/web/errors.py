@@ -51,6 +51,9 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return error_response(exc.status, exc.code, exc.message, exc.headers)
     if isinstance(exc, ValidationException):
         return error_response(400, "VALIDATION_ERROR", _validation_message(exc))
+    if isinstance(exc, RecursionError) and "deserializing" in str(exc):
+        # msgspec's answer to a body like [[[[...]]]] nested past Python's recursion limit.
+        return error_response(400, "VALIDATION_ERROR", "Invalid request body: JSON nested too deeply")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         status = exc.status_code
         message = _HTTP_MESSAGES.get(status) or exc.detail
