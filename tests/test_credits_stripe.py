@@ -4,7 +4,8 @@ and records the reservation and the refund, each with its idempotency key."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +53,28 @@ def app(env: dict[str, str], stripe_fake: FakeStripe, connector: FakeConnector) 
 @pytest.fixture
 def users(app: TestClient) -> Users:
     return team(app)
+
+
+@contextlib.asynccontextmanager
+async def stripe_credits(tmp_path: Path, stripe_fake: FakeStripe) -> AsyncIterator[Credits]:
+    """The credits service alone, on its own database, with no allowance: every credit
+    it reserves is Stripe's."""
+    billing = BillingConfig(
+        lead_allowance=0,
+        stripe_secret_key="sk_test_box",
+        stripe_customer_id=stripe_fake.customer_id,
+        stripe_api_base=stripe_fake.url,
+    )
+    db = Database(tmp_path / "stripe.sqlite3", synchronous="NORMAL", read_pool_size=1)
+    await db.open()
+    await apply_migrations(db.writer)
+    try:
+        async with httpx.AsyncClient() as http:
+            yield Credits(
+                db, billing, lambda: datetime(2026, 11, 1, tzinfo=UTC), StripeBilling(billing, http)
+            )
+    finally:
+        await db.close()
 
 
 def test_credits_stripe_balance_is_the_customers_credit(
@@ -112,30 +135,17 @@ async def test_credits_stripe_recovery_replays_with_the_same_keys(
 ) -> None:
     """A crash after the debit reached Stripe but before the box recorded it: recovery
     replays the debit under the same key (Stripe applies it once) and refunds."""
-    billing = BillingConfig(
-        lead_allowance=0,
-        stripe_secret_key="sk_test_box",
-        stripe_customer_id=stripe_fake.customer_id,
-        stripe_api_base=stripe_fake.url,
-    )
-    db = Database(tmp_path / "stripe.sqlite3", synchronous="NORMAL", read_pool_size=1)
-    await db.open()
-    await apply_migrations(db.writer)
-    async with httpx.AsyncClient() as http:
-        credits = Credits(
-            db, billing, lambda: datetime(2026, 11, 1, tzinfo=UTC), StripeBilling(billing, http)
-        )
+    async with stripe_credits(tmp_path, stripe_fake) as credits:
         row = await credits.reserve("usr_a", 30)
         assert row is not None
         assert stripe_fake.balance == -1000 + 300
-        await db.write(lambda tx: record_leads_stored(tx, row.id, 4))
-        await db.write(
+        await credits.db.write(lambda tx: record_leads_stored(tx, row.id, 4))
+        await credits.db.write(
             lambda tx: tx.conn.execute(
                 "UPDATE lead_credit_reservations SET holder = '999999999:1', stripe_state = 'pending'"
             )
         )
         assert await credits.settle_abandoned() == 1
-    await db.close()
     keys = [r.headers["idempotency-key"] for r in stripe_fake.transactions()]
     assert keys == [f"{row.id}-reserve", f"{row.id}-reserve", f"{row.id}-refund"]
     assert stripe_fake.balance == -1000 + 40  # 4 leads paid, once
@@ -147,19 +157,7 @@ async def test_credits_stripe_concurrent_reservations_never_spend_a_credit_twice
     """One reservation's balance read is held on the wire (it answers the balance from
     before) while another reserves, debits and finishes: the held one must not grant
     what the other just spent."""
-    billing = BillingConfig(
-        lead_allowance=0,
-        stripe_secret_key="sk_test_box",
-        stripe_customer_id=stripe_fake.customer_id,
-        stripe_api_base=stripe_fake.url,
-    )
-    db = Database(tmp_path / "stripe.sqlite3", synchronous="NORMAL", read_pool_size=1)
-    await db.open()
-    await apply_migrations(db.writer)
-    async with httpx.AsyncClient() as http:
-        credits = Credits(
-            db, billing, lambda: datetime(2026, 11, 1, tzinfo=UTC), StripeBilling(billing, http)
-        )
+    async with stripe_credits(tmp_path, stripe_fake) as credits:
         release = stripe_fake.stall_next_read()
         held = asyncio.create_task(credits.reserve("usr_a", 100))
         assert await asyncio.to_thread(stripe_fake.read_arrived.wait, 10)
@@ -168,6 +166,5 @@ async def test_credits_stripe_concurrent_reservations_never_spend_a_credit_twice
         await asyncio.wait({other}, timeout=1.0)
         release.set()
         rows = [row for row in await asyncio.gather(held, other) if row is not None]
-    await db.close()
     assert sum(row.prepaid_reserved for row in rows) == 100
     assert stripe_fake.balance == 0  # all $10.00 of credit spent, none of it twice
