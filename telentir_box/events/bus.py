@@ -189,7 +189,8 @@ class Bus:
         server's graceful wait is not spent on streams that never finish."""
         while not stopping.is_set():
             try:
-                await asyncio.wait_for(stopping.wait(), self.config.heartbeat_seconds)
+                async with asyncio.timeout(self.config.heartbeat_seconds):
+                    await stopping.wait()
             except TimeoutError:
                 self.beat()
         self.close_all(CLOSED_SHUTDOWN)

@@ -43,8 +43,11 @@ async def recheck_streams_periodically(
     bus: Bus, db: Database, clock: Callable[[], datetime], auth_changed: asyncio.Event
 ) -> None:
     while True:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that races with the event being set, and stop() would then wait forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(auth_changed.wait(), RECHECK_SECONDS)
+            async with asyncio.timeout(RECHECK_SECONDS):
+                await auth_changed.wait()
         auth_changed.clear()
         if not bus.subscriber_count:
             continue
