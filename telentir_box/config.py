@@ -96,6 +96,7 @@ class SmtpConfig(_Section):
 
 class StoreConfig(_Section):
     max_object_bytes: int = 1_048_576
+    max_metadata_bytes: int = 16_384
     page_size: int = 100
 
 

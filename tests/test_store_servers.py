@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +26,19 @@ from tests.store_client import OAEP, StoreClient, b64url_decode
 def spki(key: Any) -> str:
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.urlsafe_b64encode(der).rstrip(b"=").decode()
+
+
+def unusable_spki(bits: int, exponent_bits: int = 17) -> str:
+    """A well-formed RSA public key OpenSSL parses but will not encrypt with (a modulus
+    over 16384 bits, or a long exponent on a large modulus). Nobody has its private key."""
+    n = secrets.randbits(bits) | 1 << (bits - 1) | 1
+    e = secrets.randbits(exponent_bits) | 1 << (exponent_bits - 1) | 1
+    der = (
+        rsa.RSAPublicNumbers(e, n)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return base64.urlsafe_b64encode(der).rstrip(b"=").decode()
 
@@ -83,7 +97,8 @@ def test_store_servers_generate_upload_and_refuse(client: TestClient, env: dict[
     root = owner.call("GET", "/root")
     assert root["servers"]["laptop"]["privateKey"] == made["privateKey"]
     assert root["servers"]["hsm"] == {"publicKey": spki(byok), "deprecated": False}
-    assert [s["name"] for s in owner.call("GET", "/servers")] == ["default", "laptop", "hsm"]
+    listed = owner.call("GET", "/servers")
+    assert [s["name"] for s in listed] == ["default", "laptop", "hsm"]
     assert other.call("GET", "/servers")[0]["name"] == "default" and len(other.call("GET", "/servers")) == 1
 
     # A key the box mints for a BYOK server is readable by that server's private key only.
@@ -104,14 +119,35 @@ def test_store_servers_generate_upload_and_refuse(client: TestClient, env: dict[
         ({"name": "x", "mode": "upload_public", "publicKey": spki(curve)}, 400, "VALIDATION_ERROR"),
         ({"name": "x", "mode": "upload_public"}, 400, "VALIDATION_ERROR"),
         ({"name": "x", "mode": "other"}, 400, "VALIDATION_ERROR"),
+        ({"name": "n" * 65, "mode": "generate"}, 400, "VALIDATION_ERROR"),
+        ({"name": "n" * 900_000, "mode": "generate"}, 400, "VALIDATION_ERROR"),
+        ({"name": "x", "mode": "upload_public", "publicKey": "A" * 900_000}, 400, "VALIDATION_ERROR"),
+        ({"name": "x", "mode": "upload_public", "publicKey": "A" * 2_000_000}, 413, "PAYLOAD_TOO_LARGE"),
+        # Parsed fine, but the box could never wrap a key for them (was a 500 on PUT /keys).
+        ({"name": "x", "mode": "upload_public", "publicKey": unusable_spki(16392)}, 400, "VALIDATION_ERROR"),
+        (
+            {"name": "x", "mode": "upload_public", "publicKey": unusable_spki(4096, 80)},
+            400,
+            "VALIDATION_ERROR",
+        ),
+        ({"name": "x", "mode": "generate", "publicKey": spki(byok)}, 400, "VALIDATION_ERROR"),
+        ({"name": "x", "mode": "generate", "extra": 1}, 400, "VALIDATION_ERROR"),
     ]:
         response = client.post("/api/servers", json=body, headers=owner.headers)
-        assert (response.status_code, response.json()["code"]) == (status, code), body
+        assert (response.status_code, response.json()["code"]) == (status, code), str(body)[:80]
+        assert set(response.json()) == {"error", "code", "message"}
+    assert owner.call("GET", "/servers") == listed
 
     response = client.patch("/api/servers/hsm", json={"deprecated": True}, headers=other.headers)
     assert response.status_code == 404
     assert owner.call("PATCH", "/servers/hsm", {"deprecated": True})["deprecated"] is True
     response = client.put("/api/keys", json={"server": "hsm"}, headers=owner.headers)
+    assert (response.status_code, response.json()["code"]) == (400, "VALIDATION_ERROR")
+    # Deprecation stops new keys; the keys already wrapped for it stay manageable.
+    patched = owner.call("PATCH", f"/keys/{key_id}", {"metadata": {"retired": True}, "deprecated": True})
+    assert patched["metadata"] == {"retired": True} and patched["deprecated"] is True
+    assert patched["key"] == record["key"] and patched["server"] == "hsm"
+    response = client.patch(f"/api/keys/{key_id}", json={"key": record["key"]}, headers=owner.headers)
     assert (response.status_code, response.json()["code"]) == (400, "VALIDATION_ERROR")
     response = client.put("/api/keys", json={"server": "laptop"}, headers=other.headers)
     assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND")

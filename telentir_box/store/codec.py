@@ -10,7 +10,7 @@ import msgspec
 from telentir_box.crypto.encoding import decode_base64, decode_hex
 from telentir_box.db.keys import KeyRow
 from telentir_box.db.objects import ObjectRow
-from telentir_box.errors import ValidationFailed
+from telentir_box.errors import PayloadTooLarge, ValidationFailed
 from telentir_box.store.models import KeyRecord, ObjectRecord
 
 Encoding = Literal["hex", "base64"]
@@ -39,8 +39,15 @@ def decode_field(name: str, text: str, encoding: Encoding, size: int | None = No
     return data
 
 
-def encode_metadata(metadata: dict[str, Any] | None) -> str | None:
-    return None if metadata is None else msgspec.json.encode(metadata).decode()
+def encode_metadata(metadata: dict[str, Any] | None, max_bytes: int) -> str | None:
+    """Every key and object write encodes its metadata here. It is kept in clear and
+    sent back with every record, so only the body cap would bound it otherwise."""
+    if metadata is None:
+        return None
+    encoded = msgspec.json.encode(metadata)
+    if len(encoded) > max_bytes:
+        raise PayloadTooLarge(f"`metadata` is larger than {max_bytes} bytes of JSON")
+    return encoded.decode()
 
 
 def key_record(row: KeyRow) -> KeyRecord:

@@ -8,6 +8,7 @@ import secrets
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from telentir_box.config import StoreConfig
 from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import keys as keys_repo
@@ -15,7 +16,7 @@ from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import record_event
 from telentir_box.errors import Conflict, NotFound, ValidationFailed
 from telentir_box.ids import is_valid_id, new_id
-from telentir_box.store.codec import IV_BYTES, Encoding, decode_field, encode_metadata, key_record
+from telentir_box.store.codec import IV_BYTES, decode_field, encode_metadata, key_record
 from telentir_box.store.models import DEFAULT_SERVER, KeyCreate, KeyMint, KeyPatch, KeyRecord
 from telentir_box.store.root import ensure_provisioned
 from telentir_box.store.servers import public_key_for
@@ -58,17 +59,21 @@ async def insert_key(
     return key_record(await db.write(write))
 
 
-async def create_key(db: Database, keyring: Keyring, user_id: str, body: KeyCreate) -> KeyRecord:
+async def create_key(
+    db: Database, keyring: Keyring, user_id: str, body: KeyCreate, limits: StoreConfig
+) -> KeyRecord:
     """POST /api/keys: the client wrapped the key itself; hex on the wire."""
+    metadata = encode_metadata(body.metadata, limits.max_metadata_bytes)
     server, public = await _server_key(db, keyring, user_id, body.server)
     wrapped = _wrapped("key", decode_field("key", body.key, "hex"), public)
     iv = decode_field("iv", body.iv, "hex", IV_BYTES)
-    return await insert_key(db, user_id, server, wrapped, iv, encode_metadata(body.metadata))
+    return await insert_key(db, user_id, server, wrapped, iv, metadata)
 
 
-async def mint_key(db: Database, keyring: Keyring, user_id: str, body: KeyMint) -> str:
+async def mint_key(db: Database, keyring: Keyring, user_id: str, body: KeyMint, limits: StoreConfig) -> str:
     """PUT /api/keys, the documented form (base64): with no key the box mints one; a
     32-byte key is wrapped for the server and forgotten; a wrapped key is kept as is."""
+    metadata = encode_metadata(body.metadata, limits.max_metadata_bytes)
     server, public = await _server_key(db, keyring, user_id, body.server)
     iv = (
         decode_field("iv", body.iv, "base64", IV_BYTES)
@@ -82,7 +87,7 @@ async def mint_key(db: Database, keyring: Keyring, user_id: str, body: KeyMint) 
         wrapped = (
             rsa_keys.wrap(public, given) if len(given) == AES_KEY_BYTES else _wrapped("key", given, public)
         )
-    record = await insert_key(db, user_id, server, wrapped, iv, encode_metadata(body.metadata))
+    record = await insert_key(db, user_id, server, wrapped, iv, metadata)
     return record.id
 
 
@@ -96,23 +101,28 @@ async def get_key(db: Database, user_id: str, key_id: str) -> KeyRecord:
     return key_record(row)
 
 
-async def patch_key(db: Database, keyring: Keyring, user_id: str, key_id: str, body: KeyPatch) -> KeyRecord:
+async def patch_key(
+    db: Database, keyring: Keyring, user_id: str, key_id: str, body: KeyPatch, limits: StoreConfig
+) -> KeyRecord:
     current = await get_key(db, user_id, key_id)
-    server, public = await _server_key(db, keyring, user_id, body.server or current.server)
-    encoding: Encoding = "hex"
-    wrapped = (
-        _wrapped("key", decode_field("key", body.key, encoding), public) if body.key is not None else None
-    )
-    iv = decode_field("iv", body.iv, encoding, IV_BYTES) if body.iv is not None else None
-    if body.server is not None and wrapped is None:
+    metadata = encode_metadata(body.metadata, limits.max_metadata_bytes)
+    if body.server is not None and body.key is None:
         raise ValidationFailed("changing `server` needs the key wrapped for it in `key`")
+    server: str | None = None
+    wrapped: bytes | None = None
+    if body.key is not None:
+        # Only a new wrap needs a usable server: a key whose server has been deprecated
+        # since keeps its metadata and its own deprecation editable.
+        server, public = await _server_key(db, keyring, user_id, body.server or current.server)
+        wrapped = _wrapped("key", decode_field("key", body.key, "hex"), public)
+    iv = decode_field("iv", body.iv, "hex", IV_BYTES) if body.iv is not None else None
 
     async def write(tx: Transaction) -> keys_repo.KeyRow | None:
         return await keys_repo.update_key(
             tx,
             user_id,
             key_id,
-            metadata=encode_metadata(body.metadata),
+            metadata=metadata,
             key=wrapped,
             iv=iv,
             server=server if body.server is not None else None,

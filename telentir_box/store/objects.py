@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from telentir_box.config import StoreConfig
 from telentir_box.db import keys as keys_repo
 from telentir_box.db import objects as objects_repo
 from telentir_box.db.database import Database, Transaction
@@ -41,8 +42,9 @@ def _one_of(name: str, *spellings: str | None) -> str | None:
     return given.pop() if given else None
 
 
-def parse_write(body: ObjectWrite, max_bytes: int) -> _Fields:
+def parse_write(body: ObjectWrite, limits: StoreConfig) -> _Fields:
     """Every spelling to one set of fields; the auth tag decides hex or base64."""
+    max_bytes = limits.max_object_bytes
     key_id = _one_of("key_id", body.keyId, body.key_id)
     tag_text = _one_of("auth_tag", body.authTag, body.auth_tag)
     related = _one_of("related_object_id", body.related_object_id, body.relatedObjectId, body.relatedId)
@@ -64,11 +66,12 @@ def parse_write(body: ObjectWrite, max_bytes: int) -> _Fields:
         raise NotFound("no such key")
     if related is not None and not is_valid_id(related):
         raise NotFound("no such related object")
-    return _Fields(key_id, related, content, auth_tag, encode_metadata(body.metadata))
+    metadata = encode_metadata(body.metadata, limits.max_metadata_bytes)
+    return _Fields(key_id, related, content, auth_tag, metadata)
 
 
-async def create_object(db: Database, user_id: str, body: ObjectWrite, max_bytes: int) -> ObjectRecord:
-    fields = parse_write(body, max_bytes)
+async def create_object(db: Database, user_id: str, body: ObjectWrite, limits: StoreConfig) -> ObjectRecord:
+    fields = parse_write(body, limits)
     if fields.key_id is None or fields.content is None or fields.auth_tag is None:
         raise ValidationFailed("`key_id`, `content` and `auth_tag` are required")
     new = objects_repo.NewObject(
@@ -100,12 +103,12 @@ async def get_object(db: Database, user_id: str, object_id: str) -> ObjectRecord
 
 
 async def patch_object(
-    db: Database, user_id: str, object_id: str, body: ObjectWrite, max_bytes: int
+    db: Database, user_id: str, object_id: str, body: ObjectWrite, limits: StoreConfig
 ) -> ObjectRecord:
     """Absent fields are kept."""
     if not is_valid_id(object_id):
         raise NotFound("no such object")
-    fields = parse_write(body, max_bytes)
+    fields = parse_write(body, limits)
 
     async def write(tx: Transaction) -> ObjectRecord:
         if not await objects_repo.owns_object(tx.conn, user_id, object_id):

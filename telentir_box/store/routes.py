@@ -93,13 +93,13 @@ class KeyController(Controller):
     async def create_key(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[KeyCreate]
     ) -> KeyRecord:
-        return await keys.create_key(box.db, box.keyring, principal.user_id, data)
+        return await keys.create_key(box.db, box.keyring, principal.user_id, data, box.config.store)
 
     @put("", status_code=201, summary="Mint or store a key (documented base64 form); returns its id")
     async def mint_key(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[KeyMint]
     ) -> Response[bytes]:
-        key_id = await keys.mint_key(box.db, box.keyring, principal.user_id, data)
+        key_id = await keys.mint_key(box.db, box.keyring, principal.user_id, data, box.config.store)
         return Response(msgspec.json.encode(key_id), status_code=201, media_type=MediaType.JSON)
 
     @get("/{key_id:str}", summary="A key record (wrapped key and IV in hex)")
@@ -116,7 +116,7 @@ class KeyController(Controller):
         key_id: FromPath[str],
         data: JSONBody[KeyPatch],
     ) -> KeyRecord:
-        return await keys.patch_key(box.db, box.keyring, principal.user_id, key_id, data)
+        return await keys.patch_key(box.db, box.keyring, principal.user_id, key_id, data, box.config.store)
 
     @delete("/{key_id:str}", summary="Delete a key (its objects stay)")
     async def delete_key(
@@ -134,13 +134,13 @@ class ObjectController(Controller):
     async def put_object(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[ObjectWrite]
     ) -> ObjectRecord:
-        return await objects.create_object(box.db, principal.user_id, data, box.config.store.max_object_bytes)
+        return await objects.create_object(box.db, principal.user_id, data, box.config.store)
 
     @post("", summary="Create an object (snake_case form)")
     async def post_object(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[ObjectWrite]
     ) -> ObjectRecord:
-        return await objects.create_object(box.db, principal.user_id, data, box.config.store.max_object_bytes)
+        return await objects.create_object(box.db, principal.user_id, data, box.config.store)
 
     @get("", summary="The caller's objects, by parent and/or key, cursor-paginated in creation order")
     async def list_objects(
@@ -175,8 +175,7 @@ class ObjectController(Controller):
         object_id: FromPath[str],
         data: JSONBody[ObjectWrite],
     ) -> ObjectRecord:
-        max_bytes = box.config.store.max_object_bytes
-        return await objects.patch_object(box.db, principal.user_id, object_id, data, max_bytes)
+        return await objects.patch_object(box.db, principal.user_id, object_id, data, box.config.store)
 
     @delete("/{object_id:str}", summary="Delete an object with its descendants and publications")
     async def delete_object(

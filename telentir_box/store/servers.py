@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -40,6 +41,23 @@ def normalise_server_name(name: str, keyring: Keyring) -> str:
     return lowered
 
 
+def parse_upload(text: str) -> rsa.RSAPublicKey:
+    """An uploaded public key the box can wrap AES keys for. OpenSSL parses keys it then
+    refuses to encrypt with (moduli over 16384 bits, long exponents on large moduli):
+    one trial wrap refuses them here rather than at the first key minted for them."""
+    try:
+        public = rsa_keys.parse_spki(text)
+    except ValueError as exc:
+        raise ValidationFailed(f"`publicKey` is not a usable RSA SPKI: {exc}") from None
+    try:
+        rsa_keys.wrap(public, secrets.token_bytes(32))
+    except ValueError:
+        raise ValidationFailed(
+            "`publicKey` is not a usable RSA SPKI: it cannot wrap keys (modulus or exponent too large)"
+        ) from None
+    return public
+
+
 def seal_private_key(keyring: Keyring, server_id: str, private: rsa.RSAPrivateKey) -> bytes:
     return keyring.sealer(SEAL_PURPOSE).seal(rsa_keys.private_key_der(private), server_id.encode())
 
@@ -71,10 +89,8 @@ async def create_server(db: Database, keyring: Keyring, user_id: str, body: Serv
     else:
         if not body.publicKey:
             raise ValidationFailed("`publicKey` is required for mode 'upload_public'")
-        try:
-            rsa_keys.parse_spki(body.publicKey)
-        except ValueError as exc:
-            raise ValidationFailed(f"`publicKey` is not a usable RSA SPKI: {exc}") from None
+        # A trial wrap with a large key or exponent costs milliseconds: off the event loop.
+        await asyncio.to_thread(parse_upload, body.publicKey)
         public_key, sealed, private_text = body.publicKey, None, None
 
     async def write(tx: Transaction) -> keys_repo.ServerRow | None:
