@@ -351,6 +351,32 @@ def test_store_requires_credentials(
     assert snapshot(app, alice) == before
 
 
+@pytest.fixture(scope="module")
+def unverified_key(store_env: dict[str, str]) -> str:
+    return create_user(store_env, "unverified@example.com", "--api-key", "k")["api_key"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), STORE_ROUTES)
+def test_store_requires_a_verified_phone(
+    app: TestClient,
+    alice: StoreClient,
+    alice_targets: dict[str, str],
+    unverified_key: str,
+    method: str,
+    path: str,
+    body: Any,
+) -> None:
+    """object_auth, not just auth: a valid key of a user whose phone is unverified is
+    refused on every store route (so a route that loses its guard shows up here)."""
+    if body is not None:
+        body = {k: v.format(**alice_targets) if isinstance(v, str) else v for k, v in body.items()}
+    headers = {"authorization": f"Bearer {unverified_key}"}
+    before = snapshot(app, alice)
+    response = app.request(method, "/api" + path.format(**alice_targets), json=body, headers=headers)
+    assert_error(response.json(), 403, "PHONE_VERIFICATION_REQUIRED", response.status_code)
+    assert snapshot(app, alice) == before
+
+
 def test_store_publications_stay_with_their_owner(
     app: TestClient, alice: StoreClient, mallory: StoreClient
 ) -> None:
