@@ -94,6 +94,11 @@ class Box:
         box.spawn(prune_event_log_periodically(db, config.events, box.clock), "event-retention")
         if box.identity.sms.console:
             log.warning("Twilio is not configured: phone verification codes are only logged (dev only)")
+        if not box.identity.mailer.configured:
+            log.warning(
+                "SMTP is not configured: password reset links are only logged (dev only);"
+                " configure [smtp] in production"
+            )
         box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
         box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
         return box

@@ -1,5 +1,5 @@
 """Helpers the identity tests share: fast argon2 settings, signing people in over the
-test client, current TOTP codes, and a fake Twilio API on a local port."""
+test client, TOTP codes, clocks the tests set, and local Twilio and SMTP servers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pyotp
+from aiosmtpd.controller import Controller
 from litestar.testing import TestClient
+
+from telentir_box.auth.ratelimit import RateLimiter
 
 FAST_ENV = {
     "TELENTIR_BOX_AUTH__ARGON2_MEMORY_KIB": "1024",
@@ -67,9 +72,29 @@ def login(client: TestClient, email: str, password: str = PASSWORD) -> Any:
     return call(client, "POST", "/api/auth/login", json={"email": email, "password": password})
 
 
-def totp_code(secret: str, steps_ahead: int = 0) -> str:
+def totp_code(secret: str, steps_ahead: int = 0, at: datetime | None = None) -> str:
     otp = pyotp.TOTP(secret)
-    return otp.generate_otp(otp.timecode(datetime.now(UTC)) + steps_ahead)
+    return otp.generate_otp(otp.timecode(at or datetime.now(UTC)) + steps_ahead)
+
+
+def set_clock(client: TestClient, moment: datetime) -> datetime:
+    """Stop the box's wall clock (TOTP steps, session expiry) at `moment`."""
+    client.app.state.box.clock = lambda: moment
+    return moment
+
+
+class LimiterClock:
+    """The monotonic clock of a rate limiter installed on the box, moved by the test."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.now = 0.0
+        auth = client.app.state.box.config.auth
+        client.app.state.box.identity.limiter = RateLimiter(
+            auth.max_attempts, auth.lockout_seconds, clock=lambda: self.now
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class FakeTwilio:
@@ -122,3 +147,26 @@ def fake_twilio() -> Iterator[FakeTwilio]:
     finally:
         fake._server.shutdown()
         fake._server.server_close()
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every message it was given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@contextmanager
+def smtp_server(port: int, **options: Any) -> Iterator[Inbox]:
+    """A real SMTP server on 127.0.0.1:port (options go to aiosmtpd, e.g. tls_context)."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
-from tests.auth_support import FAST_ENV, OWNER, call, login, setup_owner, totp_code
+from telentir_box.auth.accounts import PENDING_2FA_TTL
+from tests.auth_support import FAST_ENV, OWNER, call, login, set_clock, setup_owner, totp_code
 
 
 @pytest.fixture
@@ -16,12 +18,13 @@ def env(env: dict[str, str]) -> dict[str, str]:
     return {**env, **FAST_ENV}
 
 
-def enrol(client: TestClient, token: str) -> tuple[str, list[str]]:
+def enrol(client: TestClient, token: str, at: datetime | None = None) -> tuple[str, list[str]]:
     started = call(client, "POST", "/api/auth/2fa/enable", token)
     assert started.status_code == 200, started.text
     secret = started.json()["secret"]
     assert started.json()["url"].startswith("otpauth://totp/")
-    confirmed = call(client, "POST", "/api/auth/2fa/confirm", token, json={"code": totp_code(secret)})
+    code = {"code": totp_code(secret, at=at)}
+    confirmed = call(client, "POST", "/api/auth/2fa/confirm", token, json=code)
     assert confirmed.status_code == 200, confirmed.text
     body = confirmed.json()
     assert body["status"] == "ok"
@@ -31,8 +34,10 @@ def enrol(client: TestClient, token: str) -> tuple[str, list[str]]:
 
 
 def test_2fa_login_requires_code_and_pending_token_is_confined(client: TestClient, data_dir: Path) -> None:
+    # The box's clock stands still, so the codes below fall in known TOTP steps.
+    now = set_clock(client, datetime.now(UTC))
     token = setup_owner(client, data_dir)
-    secret, _ = enrol(client, token)
+    secret, _ = enrol(client, token, at=now)
 
     response = login(client, OWNER)
     assert response.json()["status"] == "2fa_required"
@@ -51,11 +56,15 @@ def test_2fa_login_requires_code_and_pending_token_is_confined(client: TestClien
     assert me["auth"]["twoFactorPassed"] is False
 
     # the code used to confirm enrolment cannot be replayed
-    replay = call(client, "POST", "/api/auth/2fa/authenticate", pending, json={"code": totp_code(secret)})
+    replay = call(
+        client, "POST", "/api/auth/2fa/authenticate", pending, json={"code": totp_code(secret, at=now)}
+    )
     assert replay.status_code == 400
+    assert replay.json()["code"] == "VALIDATION_ERROR"
     assert call(client, "GET", "/api/api-keys", pending).status_code == 401
 
-    fresh = call(client, "POST", "/api/auth/2fa/authenticate", pending, json={"code": totp_code(secret, 1)})
+    next_code = {"code": totp_code(secret, 1, at=now)}
+    fresh = call(client, "POST", "/api/auth/2fa/authenticate", pending, json=next_code)
     assert fresh.status_code == 200, fresh.text
     full = fresh.json()["token"]
     assert fresh.json()["status"] == "phone_not_verified"
@@ -65,9 +74,39 @@ def test_2fa_login_requires_code_and_pending_token_is_confined(client: TestClien
     assert call(client, "GET", "/api/auth", pending).json()["auth"] is None
 
     again = login(client, OWNER).json()["token"]
-    replayed = call(client, "POST", "/api/auth/2fa/authenticate", again, json={"code": totp_code(secret, 1)})
+    replayed = call(client, "POST", "/api/auth/2fa/authenticate", again, json=next_code)
     assert replayed.status_code == 400
     assert replayed.json()["status"] == "error"
+
+
+def test_2fa_pending_token_expires_after_minutes(client: TestClient, data_dir: Path) -> None:
+    now = datetime.now(UTC)
+    token = setup_owner(client, data_dir)
+    # enrolled before both sign-ins below, so their codes are later than the one it used
+    secret, _ = enrol(client, token, at=set_clock(client, now - timedelta(minutes=10)))
+
+    # signed in just over PENDING_2FA_TTL ago: the pending token is dead
+    signed_in_at = set_clock(client, now - PENDING_2FA_TTL - timedelta(seconds=1))
+    response = login(client, OWNER)
+    assert response.json()["status"] == "2fa_required"
+    assert "Max-Age=300" in response.headers["set-cookie"]
+    stale = response.json()["token"]
+    code = {"code": totp_code(secret, 1, at=signed_in_at)}
+    refused = call(client, "POST", "/api/auth/2fa/authenticate", stale, json=code)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "UNAUTHORIZED"
+    assert call(client, "GET", "/api/auth", stale).json()["auth"] is None
+
+    # signed in a minute before that limit: still accepted, and the full session that
+    # finishing 2FA gives lasts the normal 12 hours from sign-in
+    signed_in_at = set_clock(client, now - PENDING_2FA_TTL + timedelta(minutes=1))
+    pending = login(client, OWNER).json()["token"]
+    code = {"code": totp_code(secret, 1, at=signed_in_at)}
+    done = call(client, "POST", "/api/auth/2fa/authenticate", pending, json=code)
+    assert done.status_code == 200, done.text
+    assert call(client, "GET", "/api/api-keys", done.json()["token"]).status_code == 200
+    max_age = int(done.headers["set-cookie"].split("Max-Age=")[1].split(";")[0])
+    assert 12 * 3600 - 60 <= max_age <= 12 * 3600
 
 
 def test_2fa_recovery_code_works_once(client: TestClient, data_dir: Path) -> None:
@@ -94,16 +133,39 @@ def test_2fa_confirm_rejects_wrong_code_and_reset_turns_it_off(client: TestClien
     assert call(client, "POST", "/api/auth/2fa/confirm", token, json={"code": wrong}).status_code == 400
     assert call(client, "GET", "/api/auth", token).json()["auth"]["twoFactorConfigured"] is False
     assert call(client, "POST", "/api/auth/2fa/confirm", token, json={"code": "1", "x": 1}).status_code == 400
+    oversized = call(client, "POST", "/api/auth/2fa/confirm", token, json={"code": "1" * 100})
+    assert oversized.status_code == 400
+    assert oversized.json()["code"] == "VALIDATION_ERROR"
+    assert call(client, "GET", "/api/auth", token).json()["auth"]["twoFactorConfigured"] is False
 
-    secret, _ = enrol(client, token)
+    now = set_clock(client, datetime.now(UTC))
+    secret, _ = enrol(client, token, at=now)
     assert call(client, "POST", "/api/auth/2fa/enable", token).status_code == 409
-    off = call(client, "POST", "/api/auth/2fa/reset", token, json={"code": totp_code(secret, 1)})
+    valid = {totp_code(secret, step, at=now) for step in (-1, 0, 1)}
+    wrong = next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+    for body, status in (
+        ({"code": wrong}, 400),
+        ({"code": "1" * 100}, 400),
+        ({"code": totp_code(secret, 1, at=now), "x": 1}, 400),
+    ):
+        kept = call(client, "POST", "/api/auth/2fa/reset", token, json=body)
+        assert kept.status_code == status, body
+        assert kept.json()["code"] == "VALIDATION_ERROR"
+    malformed = call(client, "POST", "/api/auth/2fa/reset", token, content=b"{code")
+    assert malformed.status_code == 400
+    assert call(client, "GET", "/api/auth", token).json()["auth"]["twoFactorConfigured"] is True
+    off = call(client, "POST", "/api/auth/2fa/reset", token, json={"code": totp_code(secret, 1, at=now)})
     assert off.status_code == 200
     assert login(client, OWNER).json()["status"] == "phone_not_verified"
 
 
 def test_2fa_routes_need_auth(client: TestClient) -> None:
-    for path in ("/api/auth/2fa/enable", "/api/auth/2fa/confirm", "/api/auth/2fa/authenticate"):
+    for path in (
+        "/api/auth/2fa/enable",
+        "/api/auth/2fa/confirm",
+        "/api/auth/2fa/authenticate",
+        "/api/auth/2fa/reset",
+    ):
         response = call(client, "POST", path, "tbx_forged", json={"code": "123456"})
         assert response.status_code == 401
         assert response.json()["status"] == "error"

@@ -1,45 +1,55 @@
-"""Brute-force limits that trip and release as configured, password reset by email
-through a real local SMTP server, and the audit trail of auth events."""
+"""Brute-force limits that trip and release as configured (also under concurrent
+guesses), password reset by email through a real local SMTP server, and the audit
+trail of auth events."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-import time
-from collections.abc import Iterator
-from email import message_from_bytes
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from litestar.testing import TestClient
 
+from telentir_box.app import create_app
+from telentir_box.auth.ratelimit import RateLimiter
+from telentir_box.config import Config
 from telentir_box.db import identity as identity_repo
-from tests.auth_support import FAST_ENV, OWNER, PASSWORD, call, login, setup_owner
+from telentir_box.errors import RateLimited
+from tests.auth_support import (
+    FAST_ENV,
+    OWNER,
+    PASSWORD,
+    Inbox,
+    LimiterClock,
+    bearer,
+    call,
+    login,
+    register,
+    set_clock,
+    setup_owner,
+    setup_token,
+    smtp_server,
+    totp_code,
+)
 from tests.conftest import free_port
 
-LOCKOUT = 1
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
+MAX_ATTEMPTS = 5
+LOCKOUT = 900
+GUESSES = 60
 
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_server(port) as received:
+        yield received, port
 
 
 @pytest.fixture
@@ -47,8 +57,9 @@ def env(env: dict[str, str], inbox: tuple[Inbox, int]) -> dict[str, str]:
     return {
         **env,
         **FAST_ENV,
-        "TELENTIR_BOX_AUTH__MAX_ATTEMPTS": "3",
+        "TELENTIR_BOX_AUTH__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
         "TELENTIR_BOX_AUTH__LOCKOUT_SECONDS": str(LOCKOUT),
+        "TELENTIR_BOX_AUTH__REGISTRATION": "open",
         "TELENTIR_BOX_SMTP__HOST": "127.0.0.1",
         "TELENTIR_BOX_SMTP__PORT": str(inbox[1]),
         "TELENTIR_BOX_SMTP__STARTTLS": "false",
@@ -68,22 +79,85 @@ def audit_events(client: TestClient) -> list[str]:
 
 
 def test_login_rate_limit_trips_and_releases(client: TestClient, data_dir: Path) -> None:
+    clock = LimiterClock(client)
     setup_owner(client, data_dir)
-    for _ in range(3):
+    for _ in range(MAX_ATTEMPTS):
         assert login(client, OWNER, "wrong password!!").status_code == 401
     locked = login(client, OWNER)
     assert locked.status_code == 429
     assert locked.json()["code"] == "RATE_LIMITED"
     assert locked.json()["status"] == "error"
-    assert 1 <= int(locked.headers["retry-after"]) <= LOCKOUT
-    time.sleep(LOCKOUT + 0.2)
+    assert locked.headers["retry-after"] == str(LOCKOUT)
+    clock.advance(LOCKOUT - 1)
+    assert login(client, OWNER).status_code == 429
+    clock.advance(2)
     released = login(client, OWNER)
     assert released.status_code == 200
     assert released.headers["set-cookie"].count("Secure") == 1
     events = audit_events(client)
-    assert events.count("login_failed") == 3
-    assert "lockout" in events
+    assert events.count("login_failed") == MAX_ATTEMPTS
+    assert events.count("lockout") == 1
     assert "login_ok" in events
+
+
+@asynccontextmanager
+async def concurrent_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in this event loop, so gathered requests really overlap (Litestar's test
+    clients run each request to completion in a portal thread)."""
+    app = create_app(config)
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://box") as client:
+            client.app = app  # type: ignore[attr-defined]  # for LimiterClock and set_clock
+            yield client
+
+
+@pytest.mark.parametrize("target", ["login", "2fa"])
+async def test_ratelimit_admits_no_more_concurrent_guesses_than_the_limit(
+    config: Config, data_dir: Path, target: str
+) -> None:
+    async with concurrent_client(config) as client:
+        LimiterClock(client)  # type: ignore[arg-type]  # a lockout that cannot end mid-test
+        moment = set_clock(client, datetime.now(UTC))  # type: ignore[arg-type]
+        body = {"setupToken": setup_token(data_dir), "email": OWNER, "password": PASSWORD}
+        owner = (await client.post("/api/setup-super-admin", json=body)).json()["token"]
+        client.cookies.clear()
+        if target == "login":
+            path, guess, headers, evaluated = (
+                "/api/auth/login",
+                {"email": OWNER, "password": "x" * 12},
+                {},
+                401,
+            )
+        else:
+            secret = (await client.post("/api/auth/2fa/enable", headers=bearer(owner))).json()["secret"]
+            code = {"code": totp_code(secret, at=moment)}
+            assert (await client.post("/api/auth/2fa/confirm", headers=bearer(owner), json=code)).is_success
+            login_body = {"email": OWNER, "password": PASSWORD}
+            pending = (await client.post("/api/auth/login", json=login_body)).json()["token"]
+            client.cookies.clear()
+            valid = {totp_code(secret, step, at=moment) for step in (-1, 0, 1)}
+            wrong = next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+            path, guess, headers, evaluated = (
+                "/api/auth/2fa/authenticate",
+                {"code": wrong},
+                bearer(pending),
+                400,
+            )
+
+        responses = await asyncio.gather(
+            *(client.post(path, json=guess, headers=headers) for _ in range(GUESSES))
+        )
+
+        assert Counter(r.status_code for r in responses) == {
+            evaluated: MAX_ATTEMPTS,
+            429: GUESSES - MAX_ATTEMPTS,
+        }
+        assert {r.json()["code"] for r in responses if r.status_code == 429} == {"RATE_LIMITED"}
+        async with client.app.state.box.db.reading() as conn:  # type: ignore[attr-defined]
+            events = [row["event"] for row in await identity_repo.list_audit(conn)]
+        assert events.count(f"{target}_failed") == MAX_ATTEMPTS
+        assert events.count("lockout") == 1
 
 
 def test_password_reset_by_email_is_single_use(
@@ -98,23 +172,30 @@ def test_password_reset_by_email_is_single_use(
     assert len(inbox[0].messages) == 1
     message = inbox[0].messages[0]
     assert message["To"] == OWNER
-    link = re.search(
-        r"https://box\.example\.com/reset-password\?token=(\S+)", message.get_payload(decode=True).decode()
-    )
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    link = re.search(r"https://box\.example\.com/reset-password\?token=(\S+)", payload.decode())
     assert link is not None
     reset_token = link.group(1)
     new = "my new password is long"
+
+    # a forged token is refused as such (this address has attempts left: 2 of 5 spent)
+    forged = {"token": "tbr_" + "A" * 43, "password": new, "confirmPassword": new}
+    refused = call(client, "POST", "/api/auth/password/reset", json=forged)
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "VALIDATION_ERROR"
+    assert "invalid" in refused.json()["message"]
+
     mismatch = {"token": reset_token, "password": new, "confirmPassword": "other password here"}
     assert call(client, "POST", "/api/auth/password/reset", json=mismatch).status_code == 400
     body = {"token": reset_token, "password": new, "confirmPassword": new}
     assert call(client, "POST", "/api/auth/password/reset", json=body).status_code == 200
-    assert call(client, "POST", "/api/auth/password/reset", json=body).status_code == 400
+    reused = call(client, "POST", "/api/auth/password/reset", json=body)
+    assert reused.status_code == 400
+    assert reused.json()["code"] == "VALIDATION_ERROR"
     assert call(client, "GET", "/api/auth", token).json()["auth"] is None
     assert login(client, OWNER, PASSWORD).status_code == 401
     assert login(client, OWNER, new).status_code == 200
-    # a forged token fails; by now this address has used up its attempts (3 here)
-    forged = {"token": "tbr_" + "A" * 43, "password": new, "confirmPassword": new}
-    assert call(client, "POST", "/api/auth/password/reset", json=forged).status_code == 429
     assert (
         call(client, "POST", "/api/auth/password/reset", json={**body, "token": "x" * 999}).status_code == 400
     )
@@ -123,25 +204,52 @@ def test_password_reset_by_email_is_single_use(
 
 def test_audit_records_keys_roles_and_2fa(client: TestClient, data_dir: Path) -> None:
     owner = setup_owner(client, data_dir)
-    key = call(client, "PUT", "/api/api-keys", owner, json={"name": "k"}).json()
-    call(client, "DELETE", f"/api/api-keys/{key['id']}", owner)
-    call(client, "POST", "/api/auth/2fa/enable", owner)
-    events = audit_events(client)
-    assert {"super_admin_created", "api_key_created", "api_key_revoked"} <= set(events)
+    key = call(client, "PUT", "/api/api-keys", owner, json={"name": "k"})
+    assert key.status_code == 200
+    assert call(client, "DELETE", f"/api/api-keys/{key.json()['id']}", owner).status_code == 204
+    moment = set_clock(client, datetime.now(UTC))
+    started = call(client, "POST", "/api/auth/2fa/enable", owner)
+    assert started.status_code == 200
+    code = {"code": totp_code(started.json()["secret"], at=moment)}
+    assert call(client, "POST", "/api/auth/2fa/confirm", owner, json=code).status_code == 200
+    member = register(client, "m@example.com")
+    member_id = call(client, "GET", "/api/auth", member).json()["auth"]["id"]
+    promoted = call(client, "PATCH", f"/api/team/members/{member_id}", owner, json={"role": "admin"})
+    assert promoted.status_code == 200
+
+    box = client.app.state.box
+
+    async def read() -> list[dict[str, Any]]:
+        async with box.db.reading() as conn:
+            return await identity_repo.list_audit(conn)
+
+    with client.portal() as portal:
+        rows = {row["event"]: row for row in portal.call(read)}
+    assert {"super_admin_created", "api_key_created", "api_key_revoked", "registered"} <= set(rows)
+    owner_id = call(client, "GET", "/api/auth", owner).json()["auth"]["id"]
+    assert rows["2fa_enabled"]["user_id"] == owner_id
+    role = rows["role_changed"]
+    assert (role["user_id"], role["actor_id"]) == (member_id, owner_id)
+    assert role["detail"] == {"from": "member", "to": "admin"}
 
 
-def test_ratelimiter_unit_window_and_release() -> None:
-    from telentir_box.auth.ratelimit import RateLimiter
-    from telentir_box.errors import RateLimited
-
+def test_ratelimiter_counts_attempts_before_their_outcome() -> None:
     now = [0.0]
     limiter = RateLimiter(max_attempts=2, lockout_seconds=10, clock=lambda: now[0])
-    assert limiter.fail("a") is False
-    now[0] = 11.0  # the first failure fell out of the window
-    assert limiter.fail("a") is False
-    assert limiter.fail("a") is True
+    assert limiter.attempt("a").locked is False
+    now[0] = 11.0  # the first attempt fell out of the window
+    first = limiter.attempt("a")
+    second = limiter.attempt("a")  # admitted while the first is still being checked
+    assert (first.locked, second.locked) == (False, True)
     with pytest.raises(RateLimited) as raised:
-        limiter.check("b", "a")
+        limiter.attempt("b", "a")
     assert raised.value.headers["Retry-After"] == "10"
+    # a refused attempt counted nothing against "b"
+    assert limiter.attempt("b").locked is False
+    # the attempt that tipped "a" over turned out right: its lockout is lifted, but the
+    # failure before it still counts
+    second.forgive()
+    assert limiter.attempt("a").locked is True
     now[0] = 21.5
-    limiter.check("a")
+    limiter.attempt("a").forgive("a")
+    assert limiter.attempt("a").locked is False

@@ -10,6 +10,7 @@ from litestar.testing import TestClient
 
 from telentir_box.app import create_app
 from telentir_box.config import load_config
+from telentir_box.db import identity as identity_repo
 from tests.auth_support import FAST_ENV, OWNER, PASSWORD, call, login, register, setup_owner
 
 
@@ -58,6 +59,12 @@ def test_api_keys_reject_bad_input_and_auth(client: TestClient, data_dir: Path) 
     assert call(client, "PUT", "/api/api-keys", owner, content=b"[").status_code == 400
     assert call(client, "PUT", "/api/api-keys", json={"name": "n"}).status_code == 401
     assert call(client, "DELETE", "/api/api-keys/not-an-id", owner).status_code == 404
+    key = call(client, "PUT", "/api/api-keys", owner, json={"name": "kept"}).json()
+    for credential in (None, "tbx_forged"):
+        refused = call(client, "DELETE", f"/api/api-keys/{key['id']}", credential)
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "UNAUTHORIZED"
+    assert call(client, "GET", "/api/auth", key["key"]).json()["auth"]["email"] == OWNER
 
 
 def test_api_keys_of_another_user_are_404(client: TestClient, data_dir: Path) -> None:
@@ -95,6 +102,29 @@ def test_registration_policy(client: TestClient, data_dir: Path) -> None:
         client, "POST", "/api/auth/register", json={**body, "email": "z@example.com", "inviteToken": token}
     )
     assert reused.status_code == 403
+
+
+def test_registration_refuses_bad_invite_and_creates_nothing(client: TestClient, data_dir: Path) -> None:
+    owner = setup_owner(client, data_dir)
+    token = invite(client, owner, "new@example.com")
+    body = {
+        "firstName": "A",
+        "lastName": "B",
+        "email": "new@example.com",
+        "phone": "+14155550100",
+        "password": PASSWORD,
+        "confirmPassword": PASSWORD,
+    }
+    for bad in ("tbi_" + "A" * 43, token[:-1], "", "tbi_x"):
+        refused = call(client, "POST", "/api/auth/register", json={**body, "inviteToken": bad})
+        assert refused.status_code == 403, bad
+        assert refused.json()["code"] == "FORBIDDEN"
+        assert refused.json()["status"] == "error"
+    emails = [m["email"] for m in call(client, "GET", "/api/team/members", owner).json()]
+    assert emails == [OWNER]
+    assert login(client, "new@example.com").status_code == 401
+    # the refusals left the real invite unused
+    assert call(client, "POST", "/api/auth/register", json={**body, "inviteToken": token}).status_code == 200
 
 
 def test_registration_closed(env: dict[str, str]) -> None:
@@ -169,3 +199,91 @@ def test_team_roles_and_last_owner(client: TestClient, data_dir: Path) -> None:
     assert call(client, "GET", "/api/auth", member).json()["auth"] is None
     assert login(client, "m@example.com").status_code == 401
     assert call(client, "GET", "/api/team/members", "tbx_forged").status_code == 401
+
+
+TEAM = {"owner": OWNER, "admin": "admin@example.com", "member": "member@example.com"}
+
+
+def audit_count(client: TestClient, event: str) -> int:
+    box = client.app.state.box
+
+    async def read() -> int:
+        async with box.db.reading() as conn:
+            return sum(row["event"] == event for row in await identity_repo.list_audit(conn))
+
+    with client.portal() as portal:
+        return portal.call(read)
+
+
+@pytest.mark.parametrize(
+    ("who", "content", "status", "code"),
+    [
+        (None, {"email": "q@example.com"}, 401, "UNAUTHORIZED"),
+        ("member", {"email": "q@example.com"}, 403, "FORBIDDEN"),
+        ("admin", {"email": "not-an-email"}, 400, "VALIDATION_ERROR"),
+        ("admin", {"email": "q@example.com", "expires": "never"}, 400, "VALIDATION_ERROR"),
+        ("admin", {"email": "q" * 400 + "@example.com"}, 400, "VALIDATION_ERROR"),
+        ("admin", {"email": "q@example.com", "role": "r" * 17}, 400, "VALIDATION_ERROR"),
+        ("admin", {"email": "q@example.com", "role": "boss"}, 400, "VALIDATION_ERROR"),
+        ("admin", b"{email", 400, "VALIDATION_ERROR"),
+    ],
+)
+def test_team_invites_refused_create_nothing(
+    team_client: tuple[TestClient, dict[str, str]],
+    who: str | None,
+    content: bytes | dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    client, tokens = team_client
+    sent = {"content": content} if isinstance(content, bytes) else {"json": content}
+    response = call(client, "POST", "/api/team/invites", tokens.get(who or ""), **sent)
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert audit_count(client, "invite_created") == 2  # the two that made the team
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "target", "content", "status", "code"),
+    [
+        (None, "PATCH", "member", {"role": "admin"}, 401, "UNAUTHORIZED"),
+        ("admin", "PATCH", "member", {"role": "r" * 17}, 400, "VALIDATION_ERROR"),
+        ("admin", "PATCH", "member", {"role": "boss"}, 400, "VALIDATION_ERROR"),
+        ("admin", "PATCH", "member", b"{role", 400, "VALIDATION_ERROR"),
+        ("admin", "PATCH", "owner", {"role": "member"}, 403, "FORBIDDEN"),
+        ("admin", "PATCH", "not-an-id", {"role": "admin"}, 404, "NOT_FOUND"),
+        (None, "DELETE", "member", None, 401, "UNAUTHORIZED"),
+        ("member", "DELETE", "admin", None, 403, "FORBIDDEN"),
+        ("admin", "DELETE", "not-an-id", None, 404, "NOT_FOUND"),
+        ("admin", "DELETE", "usr_" + "0" * 22, None, 404, "NOT_FOUND"),
+        ("admin", "DELETE", "owner", None, 403, "FORBIDDEN"),
+    ],
+)
+def test_team_member_changes_refused_change_nothing(
+    team_client: tuple[TestClient, dict[str, str]],
+    who: str | None,
+    method: str,
+    target: str,
+    content: bytes | dict[str, str] | None,
+    status: int,
+    code: str,
+) -> None:
+    client, tokens = team_client
+    before = call(client, "GET", "/api/team/members", tokens["owner"]).json()
+    ids = {m["email"]: m["id"] for m in before}
+    member_id = ids.get(TEAM.get(target, ""), target)
+    sent = {"content": content} if isinstance(content, bytes) else {"json": content}
+    response = call(client, method, f"/api/team/members/{member_id}", tokens.get(who or ""), **sent)
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert call(client, "GET", "/api/team/members", tokens["owner"]).json() == before
+
+
+@pytest.fixture
+def team_client(client: TestClient, data_dir: Path) -> tuple[TestClient, dict[str, str]]:
+    """The team of TEAM, signed in: role -> session token."""
+    owner = setup_owner(client, data_dir)
+    tokens = {
+        "owner": owner,
+        "admin": join(client, owner, TEAM["admin"], "admin"),
+        "member": join(client, owner, TEAM["member"]),
+    }
+    return client, tokens

@@ -3,6 +3,7 @@ the SMS verifies the phone once; wrong guesses, expiry and resends are limited."
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,13 @@ def test_phone_code_sent_through_twilio_verifies(client: TestClient, twilio: Fak
     assert sent.status_code == 200, sent.text
     path, headers = twilio.requests[-1]
     assert path == f"/2010-04-01/Accounts/AC{'1' * 32}/Messages.json"
-    assert headers["Authorization"].startswith("Basic ")
+    scheme, _, credentials = headers["Authorization"].partition(" ")
+    assert scheme == "Basic"
+    sid, token_value = (
+        twilio.env()["TELENTIR_BOX_TWILIO__ACCOUNT_SID"],
+        twilio.env()["TELENTIR_BOX_TWILIO__AUTH_TOKEN"],
+    )
+    assert base64.b64decode(credentials).decode() == f"{sid}:{token_value}"
     assert twilio.messages[-1]["To"] == "+14155550100"
     assert twilio.messages[-1]["From"] == "+15005550006"
     verified = call(client, "POST", "/api/auth/phone/verify", token, json={"code": twilio.last_code()})
@@ -76,10 +83,18 @@ def test_phone_resend_throttled_and_input_checked(client: TestClient, twilio: Fa
         call(client, "POST", "/api/auth/phone/send", token, json={"phone": "0612345678"}).status_code == 400
     )
     assert call(client, "POST", "/api/auth/phone/send", token, json={"phone": "+1" * 100}).status_code == 400
-    assert (
-        call(client, "POST", "/api/auth/phone/verify", token, json={"code": "1", "y": 2}).status_code == 400
-    )
-    assert call(client, "POST", "/api/auth/phone/send", "tbx_nope").status_code == 401
+    code = {"code": twilio.last_code()}
+    for path, credential, body, status, error in (
+        ("/api/auth/phone/verify", token, {**code, "y": 2}, 400, "VALIDATION_ERROR"),
+        ("/api/auth/phone/verify", token, {"code": "1" * 100}, 400, "VALIDATION_ERROR"),
+        ("/api/auth/phone/verify", None, code, 401, "UNAUTHORIZED"),
+        ("/api/auth/phone/verify", "tbx_nope", code, 401, "UNAUTHORIZED"),
+        ("/api/auth/phone/send", "tbx_nope", None, 401, "UNAUTHORIZED"),
+    ):
+        response = call(client, "POST", path, credential, json=body)
+        assert (response.status_code, response.json()["code"]) == (status, error), (path, body)
+    # none of those refusals spent the code
+    assert call(client, "POST", "/api/auth/phone/verify", token, json=code).status_code == 200
 
 
 def test_phone_codes_are_per_user(client: TestClient, twilio: FakeTwilio) -> None:

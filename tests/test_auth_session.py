@@ -135,6 +135,15 @@ def test_logout_revokes_session(client: TestClient, data_dir: Path) -> None:
     assert call(client, "POST", "/api/auth/logout").json() == {"status": "logout"}
 
 
+def test_logout_with_forged_token_revokes_nothing(client: TestClient, data_dir: Path) -> None:
+    token = setup_owner(client, data_dir)
+    for name, forged in _forged_tokens(client, token).items():
+        response = call(client, "GET", "/api/auth/logout", forged)
+        assert response.status_code == 200, name
+        assert response.json() == {"status": "logout"}, name
+    assert call(client, "GET", "/api/api-keys", token).status_code == 200
+
+
 def _forged_tokens(client: TestClient, token: str) -> dict[str, str]:
     claims = jwt.decode(token, options={"verify_signature": False})
     box = client.app.state.box
@@ -172,6 +181,74 @@ def test_register_mismatched_passwords_rejected(client: TestClient) -> None:
     assert response.json()["code"] == "VALIDATION_ERROR"
     assert response.json()["status"] == "error"
     assert login(client, "m@example.com").status_code == 401
+
+
+REGISTRATION = {
+    "firstName": "A",
+    "lastName": "B",
+    "email": "r@example.com",
+    "phone": "+14155550100",
+    "password": PASSWORD,
+    "confirmPassword": PASSWORD,
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "named"),
+    [
+        ("/api/auth/register", b"{not json", None),
+        ("/api/auth/register", {**REGISTRATION, "firstName": "A" * 101}, "firstName"),
+        ("/api/auth/register", {**REGISTRATION, "email": "r" * 320 + "@example.com"}, "email"),
+        ("/api/auth/register", {**REGISTRATION, "phone": "+1" * 20}, "phone"),
+        ("/api/auth/register", {**REGISTRATION, "password": "p" * 1025}, "password"),
+        ("/api/auth/register", {**REGISTRATION, "inviteToken": "t" * 201}, "inviteToken"),
+        ("/api/auth/register", {**REGISTRATION, "role": "owner"}, "role"),
+        ("/api/auth/password/forgot", b"[", None),
+        ("/api/auth/password/forgot", {"email": "f" * 400 + "@example.com"}, "email"),
+        ("/api/auth/password/reset", b"{token", None),
+        ("/api/auth/password/reset", {"token": "t" * 201, "password": "x", "confirmPassword": "x"}, "token"),
+    ],
+)
+def test_anonymous_auth_routes_reject_bad_bodies(
+    client: TestClient, data_dir: Path, path: str, content: bytes | dict[str, str], named: str | None
+) -> None:
+    owner = setup_owner(client, data_dir)
+    sent = {"content": content} if isinstance(content, bytes) else {"json": content}
+    response = call(client, "POST", path, **sent)
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["code"], body["status"]) == ("VALIDATION_ERROR", "error")
+    assert body["error"] == body["message"]
+    if named:
+        assert f"`{named}`" in body["message"]
+    # nothing was created and no attempt was spent
+    assert [m["email"] for m in call(client, "GET", "/api/team/members", owner).json()] == [OWNER]
+    assert login(client, OWNER).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"{currentPassword", None),
+        (
+            {"currentPassword": "c" * 1025, "password": "n" * 12, "confirmPassword": "n" * 12},
+            "currentPassword",
+        ),
+        ({"currentPassword": PASSWORD, "password": "n" * 1025, "confirmPassword": "n" * 1025}, "password"),
+        ({"currentPassword": PASSWORD, "password": "n" * 12, "confirmPassword": "n" * 12, "x": 1}, "x"),
+    ],
+)
+def test_password_change_rejects_bad_bodies(
+    client: TestClient, data_dir: Path, content: bytes | dict[str, str], named: str | None
+) -> None:
+    token = setup_owner(client, data_dir)
+    sent = {"content": content} if isinstance(content, bytes) else {"json": content}
+    response = call(client, "POST", "/api/auth/password", token, **sent)
+    assert response.status_code == 400
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    if named:
+        assert f"`{named}`" in response.json()["message"]
+    assert login(client, OWNER).status_code == 200
 
 
 def test_register_validates_fields(client: TestClient) -> None:

@@ -12,6 +12,7 @@ from telentir_box.app import create_app
 from telentir_box.auth.guards import requires_object_auth, requires_role
 from telentir_box.auth.principal import Principal
 from telentir_box.config import Config
+from tests.auth_support import FAST_ENV
 from tests.conftest import create_user
 
 
@@ -33,7 +34,15 @@ def guarded(config: Config) -> Callable[[], TestClient]:
     return start
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One data directory for the module: its users are made once (a subprocess each),
+    and the tests only read them, each through an app of its own."""
+    data_dir = tmp_path_factory.mktemp("guards") / "data"
+    return {"TELENTIR_BOX_DATA__DIR": str(data_dir), "TELENTIR_BOX_LOG__FORMAT": "text", **FAST_ENV}
+
+
+@pytest.fixture(scope="module")
 def users(env: dict[str, str]) -> dict[str, dict[str, str]]:
     return {
         "verified": create_user(env, "v@example.com", "--phone-verified", "--api-key", "k"),

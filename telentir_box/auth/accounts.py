@@ -16,6 +16,9 @@ from telentir_box.ids import new_id
 ROLES = ("owner", "admin", "member")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# A token that can only finish 2FA is worth little to its holder but is one step from
+# a full session: it expires soon, whatever lifetime the full session will get.
+PENDING_2FA_TTL = timedelta(minutes=5)
 
 
 def normalise_email(email: str) -> str:
@@ -81,7 +84,11 @@ async def start_session(
     *,
     pending_2fa: bool = False,
 ) -> str:
-    """Record a session row and return its signed token (JWT with the row id as jti)."""
+    """Record a session row and return its signed token (JWT with the row id as jti).
+
+    A 2FA-pending session's row keeps the full expiry, which finishing 2FA hands on to
+    the full session; its token expires after PENDING_2FA_TTL, and with it the session,
+    since the token is the only way to use it."""
     session_id = new_id("ses")
     expires = now + ttl
 
@@ -89,7 +96,8 @@ async def start_session(
         await users_repo.insert_session(tx, session_id, user_id, iso(expires), pending_2fa=pending_2fa)
 
     await db.write(write)
-    return auth.issue_token(user_id, session_id, expires)
+    token_expires = min(expires, now + PENDING_2FA_TTL) if pending_2fa else expires
+    return auth.issue_token(user_id, session_id, token_expires)
 
 
 async def end_session(db: Database, session_id: str) -> None:

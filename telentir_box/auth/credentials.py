@@ -25,16 +25,15 @@ async def change_password(
     box: Box, principal: Principal, current: str, password: str, confirm: str, ip: str
 ) -> None:
     check_confirmation(password, confirm)
-    limiter, key = box.identity.limiter, f"password:{principal.user_id}"
-    limiter.check(key)
+    attempt = box.identity.limiter.attempt(f"password:{principal.user_id}")
     async with box.db.reading() as conn:
         user = await users_repo.get_user(conn, principal.user_id)
     if user is None:
         raise NotFound("User not found")
     if not await box.passwords.verify(user.password_hash, current):
-        limiter.fail(key)
         await record_audit(box.db, "password_change_failed", user_id=user.id, ip=ip)
         raise ValidationFailed("Field `currentPassword` is not the current password")
+    attempt.forgive()
     password_hash = await box.passwords.hash(password)
 
     async def write(tx: Transaction) -> None:
@@ -48,10 +47,8 @@ async def change_password(
 async def forgot_password(box: Box, email: str, ip: str) -> None:
     """Send a reset link if the account exists; the caller learns nothing either way."""
     email = email.strip().lower()
-    limiter, keys = box.identity.limiter, (f"reset:{email}", f"reset-ip:{ip}")
-    limiter.check(*keys)
-    # Every request counts, so the mailbox of a real account cannot be flooded.
-    limiter.fail(*keys)
+    # Every request counts (never forgiven), so the mailbox of a real account cannot be flooded.
+    box.identity.limiter.attempt(f"reset:{email}", f"reset-ip:{ip}")
     async with box.db.reading() as conn:
         user = await users_repo.get_user_by_email(conn, email)
     if user is None:
@@ -69,6 +66,8 @@ async def forgot_password(box: Box, email: str, ip: str) -> None:
     await box.db.write(write)
     server = box.config.server
     base = server.public_url.rstrip("/") or f"http://{server.host}:{server.port}"
+    # A failure is logged by the mailer and not shown: an error here but not for unknown
+    # emails would tell the caller which accounts exist.
     await box.identity.mailer.send(
         user.email,
         "Reset your telentir-box password",
@@ -80,8 +79,7 @@ async def forgot_password(box: Box, email: str, ip: str) -> None:
 
 async def reset_password(box: Box, token: str, password: str, confirm: str, ip: str) -> None:
     check_confirmation(password, confirm)
-    limiter, key = box.identity.limiter, f"reset-ip:{ip}"
-    limiter.check(key)
+    attempt = box.identity.limiter.attempt(f"reset-ip:{ip}")
     password_hash = await box.passwords.hash(password)
     token_hash = box.identity.codes.hash(token)
     now = iso(box.clock())
@@ -96,5 +94,5 @@ async def reset_password(box: Box, token: str, password: str, confirm: str, ip: 
         return True
 
     if not await box.db.write(write):
-        limiter.fail(key)
         raise ValidationFailed("The reset link is invalid, used or expired")
+    attempt.forgive()

@@ -9,7 +9,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from telentir_box.auth import totp
-from telentir_box.auth.accounts import ROLES, check_phone, normalise_email, start_session
+from telentir_box.auth.accounts import (
+    PENDING_2FA_TTL,
+    ROLES,
+    check_phone,
+    normalise_email,
+    start_session,
+)
 from telentir_box.auth.audit import record_audit
 from telentir_box.auth.passwords import check_password_policy
 from telentir_box.auth.principal import Principal, iso
@@ -64,25 +70,23 @@ def check_confirmation(password: str, confirm: str) -> None:
 
 async def login(box: Box, email: str, password: str, remember: bool, ip: str) -> SignedIn:
     email = email.strip().lower()
-    limiter = box.identity.limiter
-    keys = (f"login:{email}", f"login-ip:{ip}")
-    limiter.check(*keys)
+    attempt = box.identity.limiter.attempt(f"login:{email}", f"login-ip:{ip}")
     async with box.db.reading() as conn:
         user = await users_repo.get_user_by_email(conn, email)
     if not await box.passwords.verify(user.password_hash if user else None, password) or user is None:
-        locked = limiter.fail(*keys)
         user_id = user.id if user else None
         await record_audit(box.db, "login_failed", user_id=user_id, ip=ip, detail={"email": email[:320]})
-        if locked:
+        if attempt.locked:
             await record_audit(box.db, "lockout", user_id=user_id, ip=ip, detail={"scope": "login"})
         raise Unauthorized("Invalid email or password")
-    limiter.clear(keys[0])
+    attempt.forgive(attempt.keys[0])
     ttl = session_ttl(box, remember)
     token = await start_session(
         box.db, box.authenticator, user.id, box.clock(), ttl, pending_2fa=user.totp_enabled
     )
     await record_audit(box.db, "login_ok", user_id=user.id, ip=ip, detail={"2fa": user.totp_enabled})
-    return SignedIn(status_of(user.phone_verified, user.totp_enabled), token, ttl)
+    cookie_ttl = min(ttl, PENDING_2FA_TTL) if user.totp_enabled else ttl
+    return SignedIn(status_of(user.phone_verified, user.totp_enabled), token, cookie_ttl)
 
 
 async def register(box: Box, form: Registration, ip: str) -> SignedIn:
@@ -150,17 +154,17 @@ async def setup_super_admin(
     box: Box, setup_token: str, email: str, password: str, names: tuple[str, str], ip: str
 ) -> SignedIn:
     """Create the first owner and super admin; the setup token works exactly once."""
-    limiter = box.identity.limiter
-    limiter.check(f"setup-ip:{ip}")
+    attempt = box.identity.limiter.attempt(f"setup-ip:{ip}")
     sealer = box.keyring.sealer(SECRETS_PURPOSE)
     async with box.db.reading() as conn:
         sealed = await secrets_repo.get_secret(conn, SETUP_TOKEN)
     if sealed is None:
+        attempt.forgive()
         raise Forbidden("The super admin has already been set up")
     if not hmac.compare_digest(sealer.open(sealed, b"setup"), setup_token.encode()):
-        limiter.fail(f"setup-ip:{ip}")
         await record_audit(box.db, "setup_failed", ip=ip)
         raise Forbidden("Invalid setup token")
+    attempt.forgive()
     email = normalise_email(email)
     password_hash = await box.passwords.hash(password)
     user_id = new_id("usr")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import ssl
 from email.message import EmailMessage
 
 from telentir_box.config import SmtpConfig
@@ -21,22 +22,32 @@ class Mailer:
     def configured(self) -> bool:
         return bool(self._config.host)
 
-    async def send(self, to: str, subject: str, body: str) -> None:
+    async def send(self, to: str, subject: str, body: str) -> bool:
+        """Deliver one message; False (and an error in the log) if the server refused it
+        or could not be reached, so callers decide whether the failure is theirs to show."""
         if not self.configured:
             log.warning("SMTP is not configured; mail written to the log", extra={"to": to, "body": body})
-            return
+            return True
         message = EmailMessage()
         message["From"] = self._config.sender
         message["To"] = to
         message["Subject"] = subject
         message.set_content(body)
-        await asyncio.to_thread(self._send, message)
+        try:
+            await asyncio.to_thread(self._send, message)
+        except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
+            log.error("mail not sent", extra={"to": to, "smtp_host": self._config.host, "error": str(exc)})
+            return False
+        return True
 
     def _send(self, message: EmailMessage) -> None:
         config = self._config
         with smtplib.SMTP(config.host, config.port, timeout=30) as smtp:
             if config.starttls:
-                smtp.starttls()
+                # Verified against the system's CAs (SSL_CERT_FILE names a private CA):
+                # smtplib's default context would accept any certificate, and with it a
+                # man in the middle reading reset links and the SMTP password.
+                smtp.starttls(context=ssl.create_default_context())
             if config.username:
                 smtp.login(config.username, config.password)
             smtp.send_message(message)

@@ -50,8 +50,7 @@ async def send_code(box: Box, user_id: str, phone: str | None) -> None:
 
 
 async def verify_code(box: Box, user_id: str, code: str, ip: str) -> None:
-    limiter, keys = box.identity.limiter, (f"phone:{user_id}", f"phone-ip:{ip}")
-    limiter.check(*keys)
+    attempt = box.identity.limiter.attempt(f"phone:{user_id}", f"phone-ip:{ip}")
     code_hash = box.identity.codes.hash(code)
     now = iso(box.clock())
     max_attempts = box.config.auth.phone_code_attempts
@@ -70,10 +69,10 @@ async def verify_code(box: Box, user_id: str, code: str, ip: str) -> None:
         return True
 
     if not await box.db.write(write):
-        if limiter.fail(*keys):
+        if attempt.locked:
             await record_audit(box.db, "lockout", user_id=user_id, ip=ip, detail={"scope": "phone"})
         raise ValidationFailed("Invalid or expired code")
-    limiter.clear(keys[0])
+    attempt.forgive(attempt.keys[0])
 
 
 async def verify_phone_by_admin(box: Box, email: str) -> bool:

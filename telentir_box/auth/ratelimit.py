@@ -1,5 +1,5 @@
-"""Brute-force limits: failed attempts counted per key (an account, a client address)
-in memory; after `max_attempts` within the window the key is locked out for a while."""
+"""Brute-force limits: attempts counted per key (an account, a client address) in
+memory; after `max_attempts` failures within the window the key is locked out for a while."""
 
 from __future__ import annotations
 
@@ -12,6 +12,29 @@ from telentir_box.errors import RateLimited
 _PRUNE_AT = 100_000
 
 
+class Attempt:
+    """One guess, already counted as a failure when it was admitted. Call `forgive()`
+    when it turns out right; a guess that is wrong (or crashes) simply stays counted."""
+
+    __slots__ = ("_limiter", "_locks", "keys")
+
+    def __init__(self, limiter: RateLimiter, keys: tuple[str, ...], locks: dict[str, float]) -> None:
+        self._limiter = limiter
+        self.keys = keys
+        # The keys whose lockout this attempt started, with the lockout's end.
+        self._locks = locks
+
+    @property
+    def locked(self) -> bool:
+        """True if this attempt started a lockout (worth an audit row when it fails)."""
+        return bool(self._locks)
+
+    def forgive(self, *clear: str) -> None:
+        """Take back this attempt's count; `clear` forgets those keys' failures entirely."""
+        self._limiter._forgive(self)
+        self._limiter.clear(*clear)
+
+
 class RateLimiter:
     def __init__(
         self, max_attempts: int, lockout_seconds: float, clock: Callable[[], float] = time.monotonic
@@ -19,11 +42,16 @@ class RateLimiter:
         self.max_attempts = max_attempts
         self.lockout_seconds = lockout_seconds
         self._clock = clock
-        # key -> (failures in the current window, window start, locked until)
+        # key -> (attempts counted in the current window, window start, locked until)
         self._state: dict[str, tuple[int, float, float]] = {}
 
-    def check(self, *keys: str) -> None:
-        """Raise 429 RATE_LIMITED (with Retry-After) if any key is locked out."""
+    def attempt(self, *keys: str) -> Attempt:
+        """Admit one guess or raise 429 RATE_LIMITED (with Retry-After).
+
+        The guess counts as a failure from this moment, before the caller awaits the
+        check (argon2, the database): counting only after it would let any number of
+        concurrent guesses through while the first ones are still being evaluated.
+        No await happens in here, so admitting is atomic on the event loop."""
         now = self._clock()
         wait = max((self._state.get(key, (0, 0.0, 0.0))[2] - now for key in keys), default=0.0)
         if wait > 0:
@@ -31,26 +59,36 @@ class RateLimiter:
                 "Too many failed attempts; try again later",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-
-    def fail(self, *keys: str) -> bool:
-        """Count a failure against each key; True if this failure started a lockout."""
-        now = self._clock()
         if len(self._state) > _PRUNE_AT:
             self._prune(now)
-        locked = False
+        locks: dict[str, float] = {}
         for key in keys:
-            failures, start, until = self._state.get(key, (0, now, 0.0))
+            count, start, until = self._state.get(key, (0, now, 0.0))
             if now - start > self.lockout_seconds:
-                failures, start = 0, now
-            failures += 1
-            if failures >= self.max_attempts:
-                failures, until, locked = 0, now + self.lockout_seconds, True
-            self._state[key] = (failures, start, until)
-        return locked
+                count, start = 0, now
+            count += 1
+            if count >= self.max_attempts:
+                count, until = 0, now + self.lockout_seconds
+                locks[key] = until
+            self._state[key] = (count, start, until)
+        return Attempt(self, keys, locks)
 
     def clear(self, *keys: str) -> None:
         for key in keys:
             self._state.pop(key, None)
+
+    def _forgive(self, attempt: Attempt) -> None:
+        for key in attempt.keys:
+            state = self._state.get(key)
+            if state is None:
+                continue
+            count, start, until = state
+            if key in attempt._locks and until == attempt._locks[key]:
+                # This attempt's count is what tipped the key over: lift that lockout and
+                # restore the failures that came before it.
+                self._state[key] = (self.max_attempts - 1, start, 0.0)
+            else:
+                self._state[key] = (max(0, count - 1), start, until)
 
     def _prune(self, now: float) -> None:
         self._state = {

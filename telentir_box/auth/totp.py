@@ -82,8 +82,7 @@ async def confirm(box: Box, user_id: str, code: str, ip: str) -> list[str]:
     user = await _user(box, user_id)
     if user.totp_enabled or user.totp_secret_sealed is None:
         raise Conflict("Start with POST /api/auth/2fa/enable")
-    limiter, key = box.identity.limiter, f"2fa:{user_id}"
-    limiter.check(key)
+    attempt = box.identity.limiter.attempt(f"2fa:{user_id}")
     codes = [generate_recovery_code() for _ in range(RECOVERY_CODES)]
     hashes = [box.identity.codes.hash(c) for c in codes]
 
@@ -96,8 +95,8 @@ async def confirm(box: Box, user_id: str, code: str, ip: str) -> list[str]:
         return True
 
     if not await box.db.write(write):
-        limiter.fail(key)
         raise ValidationFailed("Invalid two-factor code")
+    attempt.forgive()
     return codes
 
 
@@ -110,8 +109,7 @@ async def check_second_factor(
     user = await _user(box, user_id)
     if not user.totp_enabled:
         raise Conflict("Two-factor authentication is off")
-    limiter, key = box.identity.limiter, f"2fa:{user_id}"
-    limiter.check(key, f"2fa-ip:{ip}")
+    attempt = box.identity.limiter.attempt(f"2fa:{user_id}", f"2fa-ip:{ip}")
     recovery_hash = box.identity.codes.hash(recovery_code.lower()) if recovery_code else None
 
     async def write(tx: Transaction) -> bool:
@@ -125,10 +123,11 @@ async def check_second_factor(
         return ok
 
     if not await box.db.write(write):
-        limiter.fail(key, f"2fa-ip:{ip}")
         await record_audit(box.db, "2fa_failed", user_id=user.id, ip=ip)
+        if attempt.locked:
+            await record_audit(box.db, "lockout", user_id=user.id, ip=ip, detail={"scope": "2fa"})
         raise ValidationFailed("Invalid two-factor code")
-    limiter.clear(key)
+    attempt.forgive(attempt.keys[0])
 
 
 async def reset(box: Box, user_id: str, code: str, ip: str) -> None:
