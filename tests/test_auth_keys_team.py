@@ -127,6 +127,22 @@ def test_registration_refuses_bad_invite_and_creates_nothing(client: TestClient,
     assert call(client, "POST", "/api/auth/register", json={**body, "inviteToken": token}).status_code == 200
 
 
+def test_registration_bad_invites_are_limited_per_address(client: TestClient, data_dir: Path) -> None:
+    setup_owner(client, data_dir)
+    body = {
+        "firstName": "A",
+        "lastName": "B",
+        "email": "new@example.com",
+        "phone": "+14155550100",
+        "password": PASSWORD,
+        "confirmPassword": PASSWORD,
+        "inviteToken": "tbi_" + "A" * 43,
+    }
+    allowed = client.app.state.box.config.auth.max_attempts
+    statuses = [call(client, "POST", "/api/auth/register", json=body).status_code for _ in range(allowed + 1)]
+    assert statuses == [403] * allowed + [429]
+
+
 def test_registration_closed(env: dict[str, str]) -> None:
     config = load_config(environ={**env, "TELENTIR_BOX_AUTH__REGISTRATION": "closed"})
     with TestClient(create_app(config)) as client:

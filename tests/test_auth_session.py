@@ -78,9 +78,11 @@ def test_login_answers_status_token_and_cookie(client: TestClient, data_dir: Pat
         client, "POST", "/api/auth/login", json={"email": OWNER, "password": PASSWORD, "remember": True}
     )
     assert f"Max-Age={30 * 86400}" in remembered.headers["set-cookie"]
-    # the cookie alone authenticates
+    # the cookie alone authenticates, and its token is not handed back to page scripts
     client.cookies.set("token", body["token"])
-    assert client.get("/api/auth").json()["auth"]["email"] == OWNER
+    described = client.get("/api/auth").json()
+    assert described["auth"]["email"] == OWNER
+    assert described["token"] is None
     client.cookies.clear()
 
 

@@ -28,6 +28,11 @@ _ROLE_RANK = {"member": 0, "admin": 1, "owner": 2}
 
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The caller's credential: the Authorization header's, else the `token` cookie's."""
+    return header_token(connection) or connection.cookies.get(COOKIE) or None
+
+
+def header_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     # Read the raw ASGI headers: building Litestar's Headers object costs more than the
     # rest of an authenticated lookup. Header names arrive lower-cased.
     for name, raw in connection.scope["headers"]:
@@ -36,7 +41,7 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
             if scheme.lower() == "bearer" and value.strip():
                 return value.strip()
             break
-    return connection.cookies.get(COOKIE) or None
+    return None
 
 
 async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:

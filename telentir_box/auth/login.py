@@ -98,9 +98,11 @@ async def register(box: Box, form: Registration, ip: str) -> SignedIn:
     check_confirmation(form.password, form.confirm_password)
     email = normalise_email(form.email)
     phone = check_phone(form.phone)
+    invite_hash = box.identity.codes.hash(form.invite_token) if form.invite_token else None
+    if invite_hash is not None:
+        await check_invite(box, invite_hash, email, ip)
     password_hash = await box.passwords.hash(form.password)
     user_id = new_id("usr")
-    invite_hash = box.identity.codes.hash(form.invite_token) if form.invite_token else None
 
     async def write(tx: Transaction) -> None:
         role = "member"
@@ -127,6 +129,18 @@ async def register(box: Box, form: Registration, ip: str) -> SignedIn:
     ttl = session_ttl(box, form.remember)
     token = await start_session(box.db, box.authenticator, user_id, box.clock(), ttl)
     return SignedIn("phone_not_verified", token, ttl)
+
+
+async def check_invite(box: Box, invite_hash: bytes, email: str, ip: str) -> None:
+    """Refuse a bad invite before the password is hashed, so junk invites cost an
+    attacker more than they cost the box, and count the failures per address. The
+    write still claims the invite, which settles two registrations racing for it."""
+    attempt = box.identity.limiter.attempt(f"invite-ip:{ip}")
+    async with box.db.reading() as conn:
+        invite = await identity_repo.find_auth_token(conn, invite_hash, "invite", iso(box.clock()))
+    if invite is None or (invite.email and invite.email != email):
+        raise Forbidden("The invite is not valid for this email")
+    attempt.forgive()
 
 
 async def finish_two_factor(

@@ -15,7 +15,7 @@ from litestar.params import JSONBody
 
 from telentir_box.auth import credentials, phone, totp
 from telentir_box.auth import login as signin
-from telentir_box.auth.guards import COOKIE, bearer_token, current_principal, requires_auth
+from telentir_box.auth.guards import COOKIE, bearer_token, current_principal, header_token, requires_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.web.errors import handle_exception
@@ -137,7 +137,9 @@ class AuthController(Controller):
         if principal is None or auth is None:
             return {"status": "unauthenticated", "auth": None}
         status = signin.status_of(principal.phone_verified, principal.two_factor_pending)
-        token = bearer_token(request) if principal.session_id else None
+        # Echoed only to a caller that sent the session token itself: one signed in by
+        # the HttpOnly cookie must not get it back where page scripts can read it.
+        token = header_token(request) if principal.session_id else None
         return {"status": status, "token": token, "auth": auth}
 
     @route("/logout", http_method=["GET", "POST"], status_code=200)

@@ -96,6 +96,17 @@ async def insert_auth_token(
     )
 
 
+async def find_auth_token(conn: Connection, token_hash: bytes, purpose: str, now: str) -> AuthTokenRow | None:
+    """An unexpired, unused token, left as it is (use_auth_token claims it)."""
+    async with conn.execute(
+        "SELECT purpose, user_id, email, role FROM auth_tokens WHERE token_hash = ? AND purpose = ?"
+        " AND used_at IS NULL AND expires_at > ?",
+        (token_hash, purpose, now),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return AuthTokenRow(row[0], row[1], row[2], row[3]) if row else None
+
+
 async def use_auth_token(tx: Transaction, token_hash: bytes, purpose: str, now: str) -> AuthTokenRow | None:
     """Mark an unexpired, unused token used and return it; None if there is none such."""
     async with tx.conn.execute(
