@@ -19,6 +19,17 @@ def env(env: dict[str, str]) -> dict[str, str]:
     return {**env, **FAST_ENV}
 
 
+# A complete registration form; tests add an inviteToken or change a field.
+REGISTRATION = {
+    "firstName": "A",
+    "lastName": "B",
+    "email": "new@example.com",
+    "phone": "+14155550100",
+    "password": PASSWORD,
+    "confirmPassword": PASSWORD,
+}
+
+
 def invite(client: TestClient, token: str, email: str, role: str = "member") -> str:
     response = call(client, "POST", "/api/team/invites", token, json={"email": email, "role": role})
     assert response.status_code == 201, response.text
@@ -80,14 +91,7 @@ def test_api_keys_of_another_user_are_404(client: TestClient, data_dir: Path) ->
 
 def test_registration_policy(client: TestClient, data_dir: Path) -> None:
     owner = setup_owner(client, data_dir)
-    body = {
-        "firstName": "A",
-        "lastName": "B",
-        "email": "new@example.com",
-        "phone": "+14155550100",
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-    }
+    body = dict(REGISTRATION)
     assert call(client, "POST", "/api/auth/register", json=body).status_code == 403
     token = invite(client, owner, "new@example.com", "admin")
     wrong_email = call(
@@ -107,14 +111,7 @@ def test_registration_policy(client: TestClient, data_dir: Path) -> None:
 def test_registration_refuses_bad_invite_and_creates_nothing(client: TestClient, data_dir: Path) -> None:
     owner = setup_owner(client, data_dir)
     token = invite(client, owner, "new@example.com")
-    body = {
-        "firstName": "A",
-        "lastName": "B",
-        "email": "new@example.com",
-        "phone": "+14155550100",
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-    }
+    body = dict(REGISTRATION)
     for bad in ("tbi_" + "A" * 43, token[:-1], "", "tbi_x"):
         refused = call(client, "POST", "/api/auth/register", json={**body, "inviteToken": bad})
         assert refused.status_code == 403, bad
@@ -129,15 +126,7 @@ def test_registration_refuses_bad_invite_and_creates_nothing(client: TestClient,
 
 def test_registration_bad_invites_are_limited_per_address(client: TestClient, data_dir: Path) -> None:
     setup_owner(client, data_dir)
-    body = {
-        "firstName": "A",
-        "lastName": "B",
-        "email": "new@example.com",
-        "phone": "+14155550100",
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-        "inviteToken": "tbi_" + "A" * 43,
-    }
+    body = {**REGISTRATION, "inviteToken": "tbi_" + "A" * 43}
     allowed = client.app.state.box.config.auth.max_attempts
     statuses = [call(client, "POST", "/api/auth/register", json=body).status_code for _ in range(allowed + 1)]
     assert statuses == [403] * allowed + [429]
