@@ -118,3 +118,27 @@ def test_phone_console_sender_when_twilio_unconfigured(
         logged = next(r for r in caplog.records if getattr(r, "to", None) == "+14155550199")
         code = logged.body[-6:]  # type: ignore[attr-defined]
         assert call(client, "POST", "/api/auth/phone/verify", token, json={"code": code}).status_code == 200
+
+
+def test_phone_texts_are_capped_per_day_per_account_and_number(
+    env: dict[str, str], twilio: FakeTwilio
+) -> None:
+    config = load_config(
+        environ={
+            **env,
+            "TELENTIR_BOX_AUTH__PHONE_SENDS_PER_DAY": "2",
+            "TELENTIR_BOX_AUTH__PHONE_RESEND_SECONDS": "0",
+        }
+    )
+    with TestClient(create_app(config)) as client:
+        first, second = register(client, "a@example.com"), register(client, "b@example.com")
+        sends = [call(client, "POST", "/api/auth/phone/send", first).status_code for _ in range(3)]
+        assert sends == [200, 200, 429]
+        refused = call(client, "POST", "/api/auth/phone/send", first, json={"phone": "+447700900123"})
+        assert (refused.status_code, refused.json()["code"]) == (429, "RATE_LIMITED")
+        # Another account gets no more texts to the same number...
+        assert call(client, "POST", "/api/auth/phone/send", second).status_code == 429
+        # ...but may text its own, different number.
+        other = call(client, "POST", "/api/auth/phone/send", second, json={"phone": "+447700900456"})
+        assert other.status_code == 200
+        assert len(twilio.messages) == 3

@@ -18,6 +18,8 @@ from telentir_box.crypto.keyring import Keyring
 @dataclass
 class Identity:
     limiter: RateLimiter
+    # Verification texts cost money per message: a daily cap per account and per number.
+    texts: RateLimiter
     codes: CodeHasher
     sms: SmsSender
     mailer: Mailer
@@ -26,6 +28,11 @@ class Identity:
 def build_identity(config: Config, keyring: Keyring, http: httpx.AsyncClient) -> Identity:
     return Identity(
         limiter=RateLimiter(config.auth.max_attempts, config.auth.lockout_seconds),
+        texts=RateLimiter(
+            config.auth.phone_sends_per_day,
+            86_400,
+            message="Too many verification texts today; try again later",
+        ),
         codes=CodeHasher(keyring.derive("auth-codes")),
         sms=build_sms_sender(config.twilio, http),
         mailer=Mailer(config.smtp),

@@ -38,6 +38,7 @@ async def send_code(box: Box, user_id: str, phone: str | None) -> None:
                 "A code was sent moments ago; wait before asking for another",
                 headers={"Retry-After": str(max(1, int(wait.total_seconds()) + 1))},
             )
+    box.identity.texts.attempt(f"text-user:{user_id}", f"text-to:{target}")  # never forgiven
     code = generate_digits(6)
     code_hash = box.identity.codes.hash(code)
     expires = now + timedelta(seconds=auth.phone_code_ttl_seconds)

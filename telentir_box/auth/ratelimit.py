@@ -37,11 +37,16 @@ class Attempt:
 
 class RateLimiter:
     def __init__(
-        self, max_attempts: int, lockout_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        max_attempts: int,
+        lockout_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        message: str = "Too many failed attempts; try again later",
     ) -> None:
         self.max_attempts = max_attempts
         self.lockout_seconds = lockout_seconds
         self._clock = clock
+        self._message = message
         # key -> (attempts counted in the current window, window start, locked until)
         self._state: dict[str, tuple[int, float, float]] = {}
 
@@ -56,7 +61,7 @@ class RateLimiter:
         wait = max((self._state.get(key, (0, 0.0, 0.0))[2] - now for key in keys), default=0.0)
         if wait > 0:
             raise RateLimited(
-                "Too many failed attempts; try again later",
+                self._message,
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
         if len(self._state) > _PRUNE_AT:
