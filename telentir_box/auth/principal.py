@@ -80,14 +80,8 @@ class Authenticator:
         if session_id is None:
             return None
         async with self._db.reading() as conn:
-            credential = await users_repo.session_credential(conn, session_id)
-        if (
-            credential is None
-            or credential.expires_at is None
-            or credential.expires_at <= iso(datetime.now(UTC))
-        ):
-            return None
-        return principal_of(credential, session_id=session_id)
+            credential = unexpired(await users_repo.session_credential(conn, session_id), datetime.now(UTC))
+        return principal_of(credential, session_id=session_id) if credential else None
 
     def session_id(self, token: str) -> str | None:
         """The session id (jti) of a well-signed, unexpired session JWT."""
@@ -111,6 +105,13 @@ class Authenticator:
             self._secret,
             algorithm="HS256",
         )
+
+
+def unexpired(credential: CredentialRow | None, now: datetime) -> CredentialRow | None:
+    """A session's credential while the session lasts, else None."""
+    if credential is None or credential.expires_at is None or credential.expires_at <= iso(now):
+        return None
+    return credential
 
 
 def principal_of(

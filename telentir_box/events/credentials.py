@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from telentir_box.auth.principal import Principal, iso, principal_of
+from telentir_box.auth.principal import Principal, principal_of, unexpired
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database
 
@@ -17,9 +17,7 @@ async def stream_principal(db: Database, credential_id: str, now: datetime) -> P
     its 2FA code, key deleted, user gone or phone no longer verified."""
     async with db.reading() as conn:
         if credential_id.startswith("ses_"):
-            credential = await users_repo.session_credential(conn, credential_id)
-            if credential is not None and (credential.expires_at or "") <= iso(now):
-                credential = None
+            credential = unexpired(await users_repo.session_credential(conn, credential_id), now)
             kind = {"session_id": credential_id}
         elif credential_id.startswith("ak_"):
             credential = await users_repo.api_key_credential_by_id(conn, credential_id)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from telentir_box.auth.principal import Principal
 from telentir_box.db.database import Database
-from telentir_box.events.credentials import stream_principal
+from telentir_box.events.credentials import credential_id, stream_principal
 
 TICKET_SECONDS = 60
 _PURPOSE = b"event-stream-v2"
@@ -44,8 +44,8 @@ def _unb64(text: str) -> bytes:
 
 def issue_ticket(key: bytes, principal: Principal, now: datetime) -> tuple[str, datetime]:
     """A ticket for the caller, and the moment it expires."""
-    credential_id = principal.session_id or principal.api_key_id
-    assert credential_id is not None, "tickets are issued to a session or an API key"
+    credential = credential_id(principal)
+    assert credential is not None, "tickets are issued to a session or an API key"
     expires = now.astimezone(UTC) + timedelta(seconds=TICKET_SECONDS)
     body = b"|".join(
         [
@@ -53,7 +53,7 @@ def issue_ticket(key: bytes, principal: Principal, now: datetime) -> tuple[str, 
             principal.user_id.encode(),
             b"%d" % int(expires.timestamp()),
             secrets.token_bytes(12).hex().encode(),
-            credential_id.encode(),
+            credential.encode(),
         ]
     )
     mac = hmac.new(key, body, hashlib.sha256).digest()
