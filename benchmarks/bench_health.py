@@ -1,46 +1,35 @@
 """GET /api/health on the real `telentir-box serve` against a bare Litestar route on
-the same uvicorn stack (uvloop + httptools), measured back to back in one run."""
+the same uvicorn stack (uvloop + httptools), measured in interleaved rounds."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-from loadgen import Result, Server, drive, free_port, print_table, run, running_command, running_server
-
-WARMUP_SECONDS = 1.0
-
-
-def measure(server: Server, path: str, *, concurrency: int, duration: float) -> Result:
-    # The warm-up opens the connections and fills caches; only the second run counts.
-    run(drive(server.base_url + path, concurrency=concurrency, duration=WARMUP_SECONDS))
-    return run(
-        drive(server.base_url + path, concurrency=concurrency, duration=duration, server_pid=server.pid)
-    )
+from loadgen import Workload, measure_interleaved, print_table, running_bare_app, running_server
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=5, help="times each workload is measured")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one measured slice")
     parser.add_argument("--concurrency", type=int, default=64, help="connections and workers")
     args = parser.parse_args(argv)
 
-    port = free_port()
-    bare_argv = [
-        sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--port", str(port),
-        "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
-    ]  # fmt: skip
-    with running_command(bare_argv, port=port, health_path="/bare") as bare:
-        bare_result = measure(bare, "/bare", concurrency=args.concurrency, duration=args.duration)
-    with running_server({}) as box:
-        health_result = measure(box, "/api/health", concurrency=args.concurrency, duration=args.duration)
+    with running_bare_app() as bare, running_server({}) as box:
+        workloads = [
+            Workload("bare /bare", bare, bare.base_url + "/bare"),
+            Workload("box /api/health", box, box.base_url + "/api/health"),
+        ]
+        rows = measure_interleaved(
+            workloads, rounds=args.rounds, seconds=args.seconds, concurrency=args.concurrency
+        )
 
     print(
-        f"concurrency {args.concurrency}, {args.duration:g} s per run, {os.cpu_count()} CPUs"
-        " (load generator and server share them)"
+        f"concurrency {args.concurrency}, {args.rounds} rounds of {args.seconds:g} s per workload,"
+        f" {os.cpu_count()} CPUs (load generator and servers share them)"
     )
-    print_table([("bare /bare", bare_result), ("box /api/health", health_result)])
+    print_table(rows)
     return 0
 
 

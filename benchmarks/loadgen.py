@@ -11,12 +11,13 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,7 @@ RequestFactory = Callable[[], httpx.Request]
 class Server:
     base_url: str
     pid: int
+    data_dir: str = ""  # a box's, for running admin commands against it
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Result:
     client_cpu_s: float
     server_cpu_s: float | None = None
     server_rss_mb: float | None = None
+    latencies: list[float] = field(default_factory=list, repr=False)  # seconds, sorted
 
     @property
     def req_per_s(self) -> float:
@@ -126,7 +129,19 @@ def running_server(
         }
         argv = [sys.executable, "-m", "telentir_box", "serve", "--port", str(port), *extra_args]
         with running_command(argv, port=port, health_path="/api/health", env=server_env) as server:
-            yield server
+            yield Server(server.base_url, server.pid, server_env["TELENTIR_BOX_DATA__DIR"])
+
+
+@contextlib.contextmanager
+def running_bare_app() -> Iterator[Server]:
+    """benchmarks/bare_app.py on the box's uvicorn stack (uvloop + httptools): the baselines."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--port", str(port),
+        "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+    ]  # fmt: skip
+    with running_command(argv, port=port, health_path="/bare") as server:
+        yield server
 
 
 def create_api_key(data_dir: str, email: str = "bench@example.com") -> str:
@@ -236,7 +251,89 @@ async def drive(
         client_cpu_s=client_cpu_s,
         server_cpu_s=after.cpu_s - before.cpu_s if before and after else None,
         server_rss_mb=after.rss_mb if after else None,
+        latencies=latencies,
     )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One kind of load to measure: a URL on a running server and what to send it."""
+
+    name: str
+    server: Server
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] | None = None
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """A workload's figures over every round, with its ratios to the baseline: the
+    median over rounds of each round's ratio, so drift between rounds cancels out."""
+
+    name: str
+    result: Result
+    ratio: float | None = None
+    cpu_ratio: float | None = None
+
+
+WARMUP_SECONDS = 0.5
+
+
+def measure_interleaved(
+    workloads: Sequence[Workload], *, rounds: int, seconds: float, concurrency: int
+) -> list[Row]:
+    """Measure each workload for `seconds` in turn, `rounds` times over, the first one
+    being the baseline. A shared VM's speed drifts by a quarter or more within a minute;
+    measured one after another, whatever ran last would carry that drift, while
+    interleaved slices put every workload on the same stretches of the machine."""
+    slices: dict[str, list[Result]] = {w.name: [] for w in workloads}
+    for _ in range(rounds):
+        for w in workloads:
+            options: dict[str, Any] = {
+                "concurrency": concurrency, "method": w.method, "headers": w.headers,
+                "body_factory": _constant(w.body) if w.body is not None else None,
+            }  # fmt: skip
+            run(drive(w.url, duration=WARMUP_SECONDS, **options))  # opens connections, fills caches
+            slices[w.name].append(run(drive(w.url, duration=seconds, server_pid=w.server.pid, **options)))
+    baseline = slices[workloads[0].name]
+    return [
+        Row(
+            name,
+            pooled(results),
+            _median_ratio([r.req_per_s for r in results], [b.req_per_s for b in baseline]),
+            _median_ratio([r.server_us_per_req for r in results], [b.server_us_per_req for b in baseline]),
+        )
+        for name, results in slices.items()
+    ]
+
+
+def _constant(body: bytes) -> Callable[[], bytes]:
+    return lambda: body
+
+
+def pooled(results: Sequence[Result]) -> Result:
+    """Several runs of one workload as one: totals, and percentiles of every latency."""
+    latencies = sorted(lat for r in results for lat in r.latencies)
+    cpu = [r.server_cpu_s for r in results if r.server_cpu_s is not None]
+    return Result(
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        seconds=sum(r.seconds for r in results),
+        p50_ms=_percentile(latencies, 0.50) * 1000,
+        p99_ms=_percentile(latencies, 0.99) * 1000,
+        max_ms=(latencies[-1] if latencies else 0.0) * 1000,
+        client_cpu_s=sum(r.client_cpu_s for r in results),
+        server_cpu_s=sum(cpu) if len(cpu) == len(results) else None,
+        server_rss_mb=results[-1].server_rss_mb if results else None,
+        latencies=latencies,
+    )
+
+
+def _median_ratio(values: Sequence[float | None], baselines: Sequence[float | None]) -> float | None:
+    ratios = [v / b for v, b in zip(values, baselines, strict=True) if v is not None and b]
+    return statistics.median(ratios) if ratios else None
 
 
 def encode_request(request: httpx.Request) -> bytes:
@@ -294,21 +391,34 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def print_table(rows: Sequence[tuple[str, Result]]) -> None:
-    """One aligned line per result, with ratios against the first (baseline) row:
-    `ratio` of req/s and `cpu ratio` of server CPU per request. A client CPU close to
-    the run time means the load generator, not the server, set the pace; then the
-    server CPU per request is the figure to compare."""
+def print_table(rows: Sequence[Row | tuple[str, Result]]) -> None:
+    """One aligned line per result, with ratios against the baseline: `ratio` of req/s
+    and `cpu ratio` of server CPU per request. A `Row` carries its own (median per-round)
+    ratios; plain `(name, result)` pairs are compared with the first one. A client CPU
+    close to the run time means the load generator, not the server, set the pace; then
+    the server CPU per request is the figure to compare."""
     header = (
         "run", "req/s", "p50 ms", "p99 ms", "max ms", "errors",
         "srv cpu s", "srv us/req", "srv rss MB", "cli cpu s", "ratio", "cpu ratio",
     )  # fmt: skip
-    base = rows[0][1] if rows else None
+    table = [row if isinstance(row, Row) else Row(*row) for row in rows]
+    if table and not isinstance(rows[0], Row):
+        base = table[0].result
+        table = [
+            Row(
+                row.name,
+                row.result,
+                _ratio(row.result.req_per_s, base.req_per_s),
+                _ratio(row.result.server_us_per_req, base.server_us_per_req),
+            )
+            for row in table
+        ]
     lines = [header]
-    for name, r in rows:
+    for row in table:
+        r = row.result
         lines.append(
             (
-                name,
+                row.name,
                 f"{r.req_per_s:,.0f}",
                 f"{r.p50_ms:.2f}",
                 f"{r.p99_ms:.2f}",
@@ -318,8 +428,8 @@ def print_table(rows: Sequence[tuple[str, Result]]) -> None:
                 _optional(r.server_us_per_req, "{:.0f}"),
                 _optional(r.server_rss_mb, "{:.1f}"),
                 f"{r.client_cpu_s:.2f}",
-                _ratio(r.req_per_s, base.req_per_s if base else None),
-                _ratio(r.server_us_per_req, base.server_us_per_req if base else None),
+                _optional(row.ratio, "{:.2f}"),
+                _optional(row.cpu_ratio, "{:.2f}"),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -330,8 +440,8 @@ def print_table(rows: Sequence[tuple[str, Result]]) -> None:
         print("  ".join(cells))
 
 
-def _ratio(value: float | None, baseline: float | None) -> str:
-    return f"{value / baseline:.2f}" if value is not None and baseline else "-"
+def _ratio(value: float | None, baseline: float | None) -> float | None:
+    return value / baseline if value is not None and baseline else None
 
 
 def _optional(value: float | None, spec: str) -> str:
