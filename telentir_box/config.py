@@ -75,6 +75,7 @@ class AuthConfig(_Section):
     phone_code_attempts: int = 5
     phone_resend_seconds: int = 60
     phone_sends_per_day: int = 10
+    registrations_per_ip_per_hour: int = 10
     reset_ttl_hours: int = 24
     invite_ttl_days: int = 7
 

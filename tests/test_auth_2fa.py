@@ -1,16 +1,28 @@
 """TOTP two-factor authentication: enrolment, the pending token that can only finish
-2FA, codes and recovery codes accepted once, and turning it off."""
+2FA, codes and recovery codes accepted once, replacing the recovery codes, and turning
+it off."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 
 from telentir_box.auth.accounts import PENDING_2FA_TTL
-from tests.auth_support import FAST_ENV, OWNER, call, login, set_clock, setup_owner, totp_code
+from tests.auth_support import (
+    FAST_ENV,
+    OWNER,
+    LimiterClock,
+    call,
+    login,
+    register,
+    set_clock,
+    setup_owner,
+    totp_code,
+)
 
 
 @pytest.fixture
@@ -165,7 +177,107 @@ def test_2fa_routes_need_auth(client: TestClient) -> None:
         "/api/auth/2fa/confirm",
         "/api/auth/2fa/authenticate",
         "/api/auth/2fa/reset",
+        "/api/auth/2fa/recovery-codes",
     ):
         response = call(client, "POST", path, "tbx_forged", json={"code": "123456"})
         assert response.status_code == 401
         assert response.json()["status"] == "error"
+
+
+def regenerate(client: TestClient, token: str | None, **sent: Any) -> Any:
+    return call(client, "POST", "/api/auth/2fa/recovery-codes", token, **sent)
+
+
+def authenticate(client: TestClient, body: dict[str, str]) -> int:
+    """Sign the owner in again and finish 2FA with `body`; the status it got."""
+    pending = login(client, OWNER).json()["token"]
+    return call(client, "POST", "/api/auth/2fa/authenticate", pending, json=body).status_code
+
+
+def test_2fa_recovery_codes_regenerated_replace_every_old_one(client: TestClient, data_dir: Path) -> None:
+    now = set_clock(client, datetime.now(UTC))
+    token = setup_owner(client, data_dir)
+    secret, old = enrol(client, token, at=now)
+    assert authenticate(client, {"recoveryCode": old[0]}) == 200
+
+    fresh = regenerate(client, token, json={"code": totp_code(secret, 1, at=now)})
+    assert fresh.status_code == 200, fresh.text
+    new = fresh.json()["recoveryCodes"]
+    assert fresh.json()["status"] == "ok"
+    assert len(set(new)) == 10 and not set(new) & set(old)
+    # the code that bought them cannot buy another set
+    assert regenerate(client, token, json={"code": totp_code(secret, 1, at=now)}).status_code == 400
+
+    # (four failures in all: one more would lock this client address out of 2FA)
+    for code in (old[1], old[9]):
+        assert authenticate(client, {"recoveryCode": code}) == 400
+    assert authenticate(client, {"recoveryCode": new[0]}) == 200
+    assert authenticate(client, {"recoveryCode": new[0]}) == 400
+    assert authenticate(client, {"recoveryCode": new[1].upper()}) == 200
+
+    trail = call(client, "GET", "/api/auth/audit?event=recovery_codes_regenerated", token).json()["items"]
+    assert [(row["event"], row["detail"]) for row in trail] == [("recovery_codes_regenerated", {"count": 10})]
+    everything = call(client, "GET", "/api/auth/audit?limit=1000", token).text
+    assert not any(code in everything or code.upper() in everything for code in old + new)
+
+
+def test_2fa_recovery_codes_refusals_change_nothing(client: TestClient, data_dir: Path) -> None:
+    now = set_clock(client, datetime.now(UTC))
+    token = setup_owner(client, data_dir)
+    other = register_member(client, token, "other@example.com")
+    off = regenerate(client, other, json={"code": "123456"})
+    assert (off.status_code, off.json()["code"]) == (409, "CONFLICT")
+    assert "off" in off.json()["message"]
+
+    secret, codes = enrol(client, token, at=now)
+    valid = {"code": totp_code(secret, 1, at=now)}
+    pending = login(client, OWNER).json()["token"]
+    for credential, sent, status, error in (
+        (None, {"json": valid}, 401, "UNAUTHORIZED"),
+        ("tbx_forged", {"json": valid}, 401, "UNAUTHORIZED"),
+        (pending, {"json": valid}, 401, "TWO_FACTOR_REQUIRED"),
+        # another account with a code of this one's: its own 2FA is off
+        (other, {"json": valid}, 409, "CONFLICT"),
+        (token, {"content": b"{code"}, 400, "VALIDATION_ERROR"),
+        (token, {"json": {"code": "1" * 100}}, 400, "VALIDATION_ERROR"),
+        (token, {"json": {**valid, "recoveryCode": codes[0]}}, 400, "VALIDATION_ERROR"),
+        (token, {"json": {}}, 400, "VALIDATION_ERROR"),
+        (token, {"json": {"code": "x" * 32}}, 400, "VALIDATION_ERROR"),
+    ):
+        refused = regenerate(client, credential, **sent)
+        assert (refused.status_code, refused.json()["code"]) == (status, error), sent
+        assert refused.json()["status"] == "error"
+    # every old code still works and the code sent above was never spent
+    assert authenticate(client, {"recoveryCode": codes[0]}) == 200
+    assert regenerate(client, token, json=valid).status_code == 200
+
+
+def test_2fa_recovery_codes_wrong_codes_count_against_the_2fa_limit(
+    client: TestClient, data_dir: Path
+) -> None:
+    clock = LimiterClock(client)
+    now = set_clock(client, datetime.now(UTC))
+    token = setup_owner(client, data_dir)
+    secret, codes = enrol(client, token, at=now)
+    valid = {totp_code(secret, step, at=now) for step in (-1, 0, 1)}
+    wrong = next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+    allowed = client.app.state.box.config.auth.max_attempts
+    for _ in range(allowed):
+        refused = regenerate(client, token, json={"code": wrong})
+        assert (refused.status_code, refused.json()["code"]) == (400, "VALIDATION_ERROR")
+    locked = regenerate(client, token, json={"code": totp_code(secret, 1, at=now)})
+    assert (locked.status_code, locked.json()["code"]) == (429, "RATE_LIMITED")
+    # the same limit guards signing in with a code
+    assert authenticate(client, {"recoveryCode": codes[0]}) == 429
+    clock.advance(client.app.state.box.config.auth.lockout_seconds + 1)
+    assert authenticate(client, {"recoveryCode": codes[0]}) == 200
+    trail = call(client, "GET", "/api/auth/audit", token).json()["items"]
+    events = [row["event"] for row in trail]
+    assert (events.count("2fa_failed"), events.count("lockout")) == (allowed, 1)
+    assert "recovery_codes_regenerated" not in events
+
+
+def register_member(client: TestClient, owner: str, email: str) -> str:
+    invited = call(client, "POST", "/api/team/invites", owner, json={"email": email})
+    assert invited.status_code == 201, invited.text
+    return register(client, email, inviteToken=invited.json()["inviteToken"])

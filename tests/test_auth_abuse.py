@@ -253,3 +253,46 @@ def test_ratelimiter_counts_attempts_before_their_outcome() -> None:
     now[0] = 21.5
     limiter.attempt("a").forgive("a")
     assert limiter.attempt("a").locked is False
+
+
+def reset_link(inbox: Inbox) -> str:
+    payload = inbox.messages[-1].get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    found = re.search(r"/reset-password\?token=(\S+)", payload.decode())
+    assert found is not None
+    return found.group(1)
+
+
+def test_password_reset_revokes_api_keys_but_a_change_keeps_them(
+    client: TestClient, data_dir: Path, inbox: tuple[Inbox, int]
+) -> None:
+    owner = setup_owner(client, data_dir)
+    member = register(client, "m@example.com")
+    keys = [call(client, "PUT", "/api/api-keys", owner, json={"name": f"k{n}"}).json() for n in range(2)]
+    theirs = call(client, "PUT", "/api/api-keys", member, json={"name": "theirs"}).json()["key"]
+    assert all(call(client, "GET", "/api/api-keys", k["key"]).status_code == 200 for k in keys)
+
+    # a change by someone who knows the password keeps the keys
+    new = "my new password is long"
+    change = {"currentPassword": PASSWORD, "password": new, "confirmPassword": new}
+    assert call(client, "POST", "/api/auth/password", member, json=change).status_code == 200
+    assert call(client, "GET", "/api/api-keys", theirs).status_code == 200
+
+    # a refused reset revokes nothing
+    forged = {"token": "tbr_" + "A" * 43, "password": new, "confirmPassword": new}
+    assert call(client, "POST", "/api/auth/password/reset", json=forged).status_code == 400
+    assert call(client, "GET", "/api/api-keys", keys[0]["key"]).status_code == 200
+
+    assert call(client, "POST", "/api/auth/password/forgot", json={"email": OWNER}).status_code == 200
+    body = {"token": reset_link(inbox[0]), "password": new, "confirmPassword": new}
+    assert call(client, "POST", "/api/auth/password/reset", json=body).status_code == 200
+    for key in keys:
+        refused = call(client, "GET", "/api/api-keys", key["key"])
+        assert (refused.status_code, refused.json()["code"]) == (401, "UNAUTHORIZED")
+    assert call(client, "GET", "/api/auth", owner).json()["auth"] is None
+    fresh = login(client, OWNER, new).json()["token"]
+    assert call(client, "GET", "/api/api-keys", fresh).json() == []
+    # another user's key is untouched
+    assert call(client, "GET", "/api/auth", theirs).json()["auth"]["email"] == "m@example.com"
+    reset = call(client, "GET", "/api/audit?event=password_reset", fresh).json()["items"]
+    assert [row["detail"] for row in reset] == [{"sessions_revoked": 1, "api_keys_revoked": 2}]

@@ -1,12 +1,56 @@
 """The auth audit trail: one row per authentication event. Inside a write, call
-db.identity.insert_audit with the change; on its own (a failed login) use record_audit."""
+db.identity.insert_audit with the change; on its own (a failed login) use record_audit.
+Reading it back (list_audit) shows only the detail fields known to hold no secret."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import msgspec
+
+from telentir_box.auth.accounts import normalise_email
 from telentir_box.db import identity as identity_repo
 from telentir_box.db.database import Database, Transaction
+from telentir_box.db.identity import AuditRow
+from telentir_box.errors import ValidationFailed
+from telentir_box.ids import is_valid_id
+
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+_EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
+_CURSOR = re.compile(r"^[0-9]{1,18}$")
+# Detail fields shown to readers of the trail. An allow-list, so a field added to some
+# future event stays hidden until someone has checked it carries no token or code.
+_SHOWN = frozenset(
+    {
+        "api_keys_revoked",
+        "by",
+        "count",
+        "email",
+        "from",
+        "key_id",
+        "role",
+        "scope",
+        "sessions_revoked",
+        "to",
+        "2fa",
+    }
+)
+
+
+class AuditEntry(msgspec.Struct):
+    id: int
+    event: str
+    user_id: str | None
+    actor_id: str | None
+    ip: str
+    detail: dict[str, Any]
+    created_at: str
+
+
+class AuditPage(msgspec.Struct):
+    items: list[AuditEntry]
+    next_cursor: str | None
 
 
 async def record_audit(
@@ -22,3 +66,61 @@ async def record_audit(
         await identity_repo.insert_audit(tx, event, user_id=user_id, actor_id=actor_id, ip=ip, detail=detail)
 
     await db.write(write)
+
+
+async def list_audit(
+    db: Database, *, user_id: str | None, event: str | None, cursor: str | None, limit: int | None
+) -> AuditPage:
+    """One page of the trail, newest first; `cursor` is a page's next_cursor."""
+    size = _page_size(limit)
+    before = _check_filters(user_id, event, cursor)
+    async with db.reading() as conn:
+        rows = await identity_repo.page_audit(
+            conn, user_id=user_id, event=event, before=before, limit=size + 1
+        )
+    more = len(rows) > size
+    rows = rows[:size]
+    return AuditPage([_entry(row) for row in rows], str(rows[-1].id) if more else None)
+
+
+def _page_size(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationFailed(f"`limit` must be between 1 and {MAX_PAGE}")
+    return limit
+
+
+def _check_filters(user_id: str | None, event: str | None, cursor: str | None) -> int | None:
+    """Junk is refused rather than matched against nothing; returns the cursor's id."""
+    if user_id is not None and not is_valid_id(user_id, "usr"):
+        raise ValidationFailed("`user_id` must be a user id (usr_...)")
+    if event is not None and not _EVENT.fullmatch(event):
+        raise ValidationFailed("`event` must be an event name such as login_failed")
+    if cursor is None or cursor == "":
+        return None
+    if not _CURSOR.fullmatch(cursor):
+        raise ValidationFailed("`cursor` is not a cursor this listing returned")
+    return int(cursor)
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        row.id, row.event, row.user_id, row.actor_id, row.ip, _public(row.detail), row.created_at
+    )
+
+
+def _public(detail: dict[str, Any]) -> dict[str, Any]:
+    shown = {key: value for key, value in detail.items() if key in _SHOWN}
+    if "email" in shown and not _is_email(shown["email"]):
+        # What a failed sign-in typed as its email is shown only when it is one: people
+        # do type their password into the email field.
+        shown["email"] = None
+    return shown
+
+
+def _is_email(value: object) -> bool:
+    try:
+        return isinstance(value, str) and normalise_email(value) == value
+    except ValidationFailed:
+        return False

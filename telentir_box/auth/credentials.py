@@ -1,5 +1,6 @@
 """Passwords over their lifetime: changing one (which signs out the user's other
-sessions) and resetting a forgotten one through a single-use emailed link."""
+sessions) and resetting a forgotten one through a single-use emailed link (which also
+signs out every session and revokes every API key)."""
 
 from __future__ import annotations
 
@@ -89,8 +90,12 @@ async def reset_password(box: Box, token: str, password: str, confirm: str, ip: 
         if found is None or found.user_id is None:
             return False
         await users_repo.set_password(tx, found.user_id, password_hash)
-        await users_repo.revoke_user_sessions(tx, found.user_id)
-        await identity_repo.insert_audit(tx, "password_reset", user_id=found.user_id, ip=ip)
+        sessions = await users_repo.revoke_user_sessions(tx, found.user_id)
+        # Whoever took the account over may have minted API keys: a reset ends every
+        # credential but the new password. A change (which needs the old password) keeps them.
+        keys = await users_repo.delete_user_api_keys(tx, found.user_id)
+        detail = {"sessions_revoked": sessions, "api_keys_revoked": keys}
+        await identity_repo.insert_audit(tx, "password_reset", user_id=found.user_id, ip=ip, detail=detail)
         return True
 
     if not await box.db.write(write):

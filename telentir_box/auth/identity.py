@@ -1,5 +1,5 @@
-"""The long-lived pieces identity needs beyond the Authenticator: the brute-force
-limiter, the code hasher, and the SMS and mail senders. Built once per box."""
+"""The long-lived pieces identity needs beyond the Authenticator: the brute-force and
+abuse limiters, the code hasher, and the SMS and mail senders. Built once per box."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ class Identity:
     limiter: RateLimiter
     # Verification texts cost money per message: a daily cap per account and per number.
     texts: RateLimiter
+    # One verification text in flight per account per resend interval: a slot claimed
+    # before anything is awaited, so concurrent sends cannot all pass the check.
+    resends: RateLimiter
+    # Sign-ups without an invite per client address, successful or not.
+    registrations: RateLimiter
     codes: CodeHasher
     sms: SmsSender
     mailer: Mailer
@@ -32,6 +37,16 @@ def build_identity(config: Config, keyring: Keyring, http: httpx.AsyncClient) ->
             config.auth.phone_sends_per_day,
             86_400,
             message="Too many verification texts today; try again later",
+        ),
+        resends=RateLimiter(
+            1,
+            config.auth.phone_resend_seconds,
+            message="A code was sent moments ago; wait before asking for another",
+        ),
+        registrations=RateLimiter(
+            config.auth.registrations_per_ip_per_hour,
+            3600,
+            message="Too many registrations from this address; try again later",
         ),
         codes=CodeHasher(keyring.derive("auth-codes")),
         sms=build_sms_sender(config.twilio, http),

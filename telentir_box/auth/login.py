@@ -101,6 +101,8 @@ async def register(box: Box, form: Registration, ip: str) -> SignedIn:
     invite_hash = box.identity.codes.hash(form.invite_token) if form.invite_token else None
     if invite_hash is not None:
         await check_invite(box, invite_hash, email, ip)
+    else:
+        await count_registration(box, ip)
     password_hash = await box.passwords.hash(form.password)
     user_id = new_id("usr")
 
@@ -129,6 +131,15 @@ async def register(box: Box, form: Registration, ip: str) -> SignedIn:
     ttl = session_ttl(box, form.remember)
     token = await start_session(box.db, box.authenticator, user_id, box.clock(), ttl)
     return SignedIn("phone_not_verified", token, ttl)
+
+
+async def count_registration(box: Box, ip: str) -> None:
+    """Admit one sign-up without an invite from `ip`, or raise 429. Counted (never
+    forgiven) before the argon2 hash, so one address can neither mint accounts nor
+    spend the box's CPU without bound; an invite bounds its own sign-up instead."""
+    attempt = box.identity.registrations.attempt(f"register-ip:{ip}")
+    if attempt.locked:
+        await record_audit(box.db, "lockout", ip=ip, detail={"scope": "register"})
 
 
 async def check_invite(box: Box, invite_hash: bytes, email: str, ip: str) -> None:

@@ -21,17 +21,30 @@ if TYPE_CHECKING:
 
 
 async def send_code(box: Box, user_id: str, phone: str | None) -> None:
+    phone = check_phone(phone) if phone else None
+    # The resend slot is claimed before anything is awaited, so of concurrent sends only
+    # one can pass; it is given back if no text went out, so the user may retry at once.
+    claim = box.identity.resends.attempt(f"resend:{user_id}")
+    try:
+        await _send_code(box, user_id, phone)
+    except Exception:
+        claim.forgive()
+        raise
+
+
+async def _send_code(box: Box, user_id: str, phone: str | None) -> None:
     auth = box.config.auth
     async with box.db.reading() as conn:
         user = await users_repo.get_user(conn, user_id)
         pending = await identity_repo.get_phone_code(conn, user_id)
     if user is None:
         raise NotFound("User not found")
-    target = check_phone(phone) if phone else user.phone
+    target = phone or user.phone
     if not target:
         raise ValidationFailed("Field `phone` is required: no phone number is registered")
     now = box.clock()
     if pending is not None:
+        # Still checked: the in-memory slot does not survive a restart, the sent_at does.
         wait = (datetime.fromisoformat(pending.sent_at) + timedelta(seconds=auth.phone_resend_seconds)) - now
         if wait.total_seconds() > 0:
             raise RateLimited(
@@ -47,7 +60,20 @@ async def send_code(box: Box, user_id: str, phone: str | None) -> None:
         await identity_repo.put_phone_code(tx, user_id, target, code_hash, iso(now), iso(expires))
 
     await box.db.write(write)
-    await box.identity.sms.send(target, f"Your telentir-box verification code is {code}")
+    try:
+        await box.identity.sms.send(target, f"Your telentir-box verification code is {code}")
+    except Exception:
+        await _forget_code(box, user_id, code_hash)
+        raise
+
+
+async def _forget_code(box: Box, user_id: str, code_hash: bytes) -> None:
+    """Drop a code whose text never left, so its sent_at does not hold back a retry."""
+
+    async def write(tx: Transaction) -> None:
+        await identity_repo.delete_phone_code(tx, user_id, code_hash)
+
+    await box.db.write(write)
 
 
 async def verify_code(box: Box, user_id: str, code: str, ip: str) -> None:

@@ -1,6 +1,6 @@
 """HTTP routes of the session API under /api/auth (Telentir's shapes): login,
-register, describe, logout, passwords, 2FA and phone verification. Errors here also
-carry "status": "error", as Telentir's login does."""
+register, describe, logout, passwords, 2FA and phone verification, and the caller's
+own audit trail. Errors here also carry "status": "error", as Telentir's login does."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import msgspec
 from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromQuery, JSONBody, QueryParameter
 
-from telentir_box.auth import credentials, phone, totp
+from telentir_box.auth import audit, credentials, phone, totp
 from telentir_box.auth import login as signin
 from telentir_box.auth.guards import COOKIE, bearer_token, current_principal, header_token, requires_auth
 from telentir_box.auth.principal import Principal
@@ -26,6 +26,9 @@ Name = Annotated[str, msgspec.Meta(max_length=100)]
 Code = Annotated[str, msgspec.Meta(max_length=32)]
 Token = Annotated[str, msgspec.Meta(max_length=200)]
 Phone = Annotated[str, msgspec.Meta(max_length=32)]
+AuditLimit = Annotated[
+    int | None, QueryParameter(required=False, description=f"page size (1-{audit.MAX_PAGE})")
+]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -213,6 +216,22 @@ class AuthController(Controller):
         )
         return signed_in(box, result)
 
+    @post(
+        "/2fa/recovery-codes",
+        guards=[requires_auth],
+        status_code=200,
+        summary="Replace every 2FA recovery code with a fresh set (needs a current TOTP code)",
+    )
+    async def regenerate_recovery_codes(
+        self,
+        request: Request[Any, Any, Any],
+        box: NamedDependency[Box],
+        principal: NamedDependency[Principal],
+        data: JSONBody[CodeBody],
+    ) -> dict[str, Any]:
+        codes = await totp.regenerate_recovery_codes(box, principal.user_id, data.code, client_ip(request))
+        return {"status": "ok", "recoveryCodes": codes}
+
     @post("/2fa/reset", guards=[requires_auth], status_code=200)
     async def reset_2fa(
         self,
@@ -245,3 +264,16 @@ class AuthController(Controller):
         await phone.verify_code(box, principal.user_id, data.code, client_ip(request))
         status = signin.status_of(True, principal.two_factor_pending)
         return {"status": status, "token": bearer_token(request)}
+
+    @get("/audit", guards=[requires_auth], summary="The caller's own auth audit trail, newest first")
+    async def own_audit(
+        self,
+        box: NamedDependency[Box],
+        principal: NamedDependency[Principal],
+        event: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: AuditLimit = None,
+    ) -> audit.AuditPage:
+        return await audit.list_audit(
+            box.db, user_id=principal.user_id, event=event, cursor=cursor, limit=limit
+        )

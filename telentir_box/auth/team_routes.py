@@ -1,5 +1,6 @@
-"""HTTP routes for API keys (/api/api-keys), the team (/api/team, admins and owners)
-and the one-time /api/setup-super-admin."""
+"""HTTP routes for API keys (/api/api-keys), the team (/api/team, admins and owners),
+the team's auth audit trail (/api/audit, admins and owners) and the one-time
+/api/setup-super-admin."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, route
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
-from telentir_box.auth import apikeys, team
+from telentir_box.auth import apikeys, audit, team
 from telentir_box.auth import login as signin
 from telentir_box.auth.guards import requires_auth, requires_role
 from telentir_box.auth.principal import Principal
 from telentir_box.auth.routes import (
+    AuditLimit,
     AuthController,
     Email,
     Name,
@@ -124,6 +126,23 @@ class TeamController(Controller):
         await team.remove_member(box, principal, member_id)
 
 
+class AuditController(Controller):
+    path = "/audit"
+    tags = ["team"]
+    guards = [requires_role("admin")]
+
+    @get("", summary="The auth audit trail of the whole team, newest first, cursor-paginated")
+    async def list_audit(
+        self,
+        box: NamedDependency[Box],
+        user_id: FromQuery[str | None] = None,
+        event: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: AuditLimit = None,
+    ) -> audit.AuditPage:
+        return await audit.list_audit(box.db, user_id=user_id, event=event, cursor=cursor, limit=limit)
+
+
 @post(
     "/setup-super-admin",
     tags=["auth"],
@@ -144,4 +163,4 @@ async def setup_super_admin(
     return signed_in(box, result)
 
 
-identity_routes = [AuthController, ApiKeyController, TeamController, setup_super_admin]
+identity_routes = [AuthController, ApiKeyController, TeamController, AuditController, setup_super_admin]

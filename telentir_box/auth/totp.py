@@ -1,17 +1,18 @@
 """Two-factor authentication with TOTP (pyotp: SHA1, 6 digits, 30 s): enabling,
-confirming with ten hashed one-time recovery codes, checking a code once only, and
-turning it off. The secret is sealed under the master key."""
+confirming with ten hashed one-time recovery codes (replaceable later), checking a code
+once only, and turning it off. The secret is sealed under the master key."""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pyotp
 
 from telentir_box.auth.audit import record_audit
 from telentir_box.auth.codes import generate_recovery_code
+from telentir_box.auth.ratelimit import Attempt
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Transaction
@@ -77,14 +78,19 @@ async def _claim_code(box: Box, tx: Transaction, user: UserRow, code: str) -> bo
     return step is not None and await users_repo.claim_totp_step(tx, user.id, step)
 
 
+def _new_recovery_codes(box: Box) -> tuple[list[str], list[bytes]]:
+    """A fresh set of recovery codes (for the user, once) and their keyed hashes (to store)."""
+    codes = [generate_recovery_code() for _ in range(RECOVERY_CODES)]
+    return codes, [box.identity.codes.hash(c) for c in codes]
+
+
 async def confirm(box: Box, user_id: str, code: str, ip: str) -> list[str]:
     """Turn 2FA on with a first valid code; returns the recovery codes (shown once)."""
     user = await _user(box, user_id)
     if user.totp_enabled or user.totp_secret_sealed is None:
         raise Conflict("Start with POST /api/auth/2fa/enable")
     attempt = box.identity.limiter.attempt(f"2fa:{user_id}")
-    codes = [generate_recovery_code() for _ in range(RECOVERY_CODES)]
-    hashes = [box.identity.codes.hash(c) for c in codes]
+    codes, hashes = _new_recovery_codes(box)
 
     async def write(tx: Transaction) -> bool:
         if not await _claim_code(box, tx, user, code):
@@ -98,6 +104,13 @@ async def confirm(box: Box, user_id: str, code: str, ip: str) -> list[str]:
         raise ValidationFailed("Invalid two-factor code")
     attempt.forgive()
     return codes
+
+
+async def _refuse_code(box: Box, attempt: Attempt, user_id: str, ip: str) -> NoReturn:
+    await record_audit(box.db, "2fa_failed", user_id=user_id, ip=ip)
+    if attempt.locked:
+        await record_audit(box.db, "lockout", user_id=user_id, ip=ip, detail={"scope": "2fa"})
+    raise ValidationFailed("Invalid two-factor code")
 
 
 async def check_second_factor(
@@ -123,11 +136,35 @@ async def check_second_factor(
         return ok
 
     if not await box.db.write(write):
-        await record_audit(box.db, "2fa_failed", user_id=user.id, ip=ip)
-        if attempt.locked:
-            await record_audit(box.db, "lockout", user_id=user.id, ip=ip, detail={"scope": "2fa"})
-        raise ValidationFailed("Invalid two-factor code")
+        await _refuse_code(box, attempt, user.id, ip)
     attempt.forgive(attempt.keys[0])
+
+
+async def regenerate_recovery_codes(box: Box, user_id: str, code: str, ip: str) -> list[str]:
+    """Replace every recovery code with a fresh set, returned once. Needs a current TOTP
+    code, not a recovery code: one leaked code must not be worth ten new ones. Guesses
+    count against the same limits as signing in with a code."""
+    if not (await _user(box, user_id)).totp_enabled:
+        raise Conflict("Two-factor authentication is off; turn it on with POST /api/auth/2fa/enable")
+    attempt = box.identity.limiter.attempt(f"2fa:{user_id}", f"2fa-ip:{ip}")
+    codes, hashes = _new_recovery_codes(box)
+
+    async def write(tx: Transaction) -> bool:
+        # Read again inside the write: 2FA turned off meanwhile must not get codes back.
+        user = await users_repo.get_user(tx.conn, user_id)
+        if user is None or not user.totp_enabled or not await _claim_code(box, tx, user, code):
+            return False
+        await identity_repo.replace_recovery_codes(tx, user.id, hashes)
+        detail = {"count": len(hashes)}
+        await identity_repo.insert_audit(
+            tx, "recovery_codes_regenerated", user_id=user.id, ip=ip, detail=detail
+        )
+        return True
+
+    if not await box.db.write(write):
+        await _refuse_code(box, attempt, user_id, ip)
+    attempt.forgive(attempt.keys[0])
+    return codes
 
 
 async def reset(box: Box, user_id: str, code: str, ip: str) -> None:

@@ -66,8 +66,12 @@ async def count_phone_attempt(tx: Transaction, user_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def delete_phone_code(tx: Transaction, user_id: str) -> None:
-    await tx.conn.execute("DELETE FROM phone_codes WHERE user_id = ?", (user_id,))
+async def delete_phone_code(tx: Transaction, user_id: str, code_hash: bytes | None = None) -> None:
+    """Delete the user's pending code; given `code_hash`, only if it is still that code."""
+    await tx.conn.execute(
+        "DELETE FROM phone_codes WHERE user_id = ? AND (? IS NULL OR code_hash = ?)",
+        (user_id, code_hash, code_hash),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +155,32 @@ async def list_audit(conn: Connection, user_id: str | None = None) -> list[dict[
         }
         for r in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    id: int
+    event: str
+    user_id: str | None
+    actor_id: str | None
+    ip: str
+    detail: dict[str, Any]
+    created_at: str
+
+
+async def page_audit(
+    conn: Connection, *, user_id: str | None, event: str | None, before: int | None, limit: int
+) -> list[AuditRow]:
+    """Audit rows newest first, those older than `before` (an id) when given."""
+    clauses: list[str] = ["1"]
+    params: list[object] = []
+    for clause, value in (("user_id = ?", user_id), ("event = ?", event), ("id < ?", before)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    rows = await conn.execute_fetchall(
+        "SELECT id, event, user_id, actor_id, ip, detail, created_at FROM auth_audit"
+        f" WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [AuditRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]

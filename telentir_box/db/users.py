@@ -248,6 +248,12 @@ async def delete_api_key(tx: Transaction, user_id: str, key_id: str) -> bool:
     return cursor.rowcount == 1
 
 
+async def delete_user_api_keys(tx: Transaction, user_id: str) -> int:
+    tx.touched.add(AUTH_STATE)
+    cursor = await tx.conn.execute("DELETE FROM api_keys WHERE user_id = ?", (user_id,))
+    return cursor.rowcount
+
+
 async def record_api_key_use(tx: Transaction, last_used: dict[str, str]) -> None:
     await tx.conn.executemany(
         "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
