@@ -16,7 +16,7 @@ from telentir_box.db.identity import AuditRow
 from telentir_box.errors import ValidationFailed
 from telentir_box.ids import is_valid_id
 
-DEFAULT_PAGE, MAX_PAGE = 100, 1000
+DEFAULT_PAGE = 100
 _EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
 _CURSOR = re.compile(r"^[0-9]{1,18}$")
 # Detail fields shown to readers of the trail. An allow-list, so a field added to some
@@ -69,10 +69,9 @@ async def record_audit(
 
 
 async def list_audit(
-    db: Database, *, user_id: str | None, event: str | None, cursor: str | None, limit: int | None
+    db: Database, *, user_id: str | None, event: str | None, cursor: str | None, size: int
 ) -> AuditPage:
-    """One page of the trail, newest first; `cursor` is a page's next_cursor."""
-    size = _page_size(limit)
+    """One page of `size` rows of the trail, newest first; `cursor` is a page's next_cursor."""
     before = _check_filters(user_id, event, cursor)
     async with db.reading() as conn:
         rows = await identity_repo.page_audit(
@@ -81,14 +80,6 @@ async def list_audit(
     more = len(rows) > size
     rows = rows[:size]
     return AuditPage([_entry(row) for row in rows], str(rows[-1].id) if more else None)
-
-
-def _page_size(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_PAGE
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValidationFailed(f"`limit` must be between 1 and {MAX_PAGE}")
-    return limit
 
 
 def _check_filters(user_id: str | None, event: str | None, cursor: str | None) -> int | None:

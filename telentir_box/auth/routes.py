@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody
 
 from telentir_box.auth import audit, credentials, phone, totp
 from telentir_box.auth import login as signin
@@ -19,6 +19,7 @@ from telentir_box.auth.guards import COOKIE, bearer_token, current_principal, he
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.web.errors import handle_exception
+from telentir_box.web.paging import Limit, page_size
 
 Email = Annotated[str, msgspec.Meta(max_length=320)]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -26,9 +27,6 @@ Name = Annotated[str, msgspec.Meta(max_length=100)]
 Code = Annotated[str, msgspec.Meta(max_length=32)]
 Token = Annotated[str, msgspec.Meta(max_length=200)]
 Phone = Annotated[str, msgspec.Meta(max_length=32)]
-AuditLimit = Annotated[
-    int | None, QueryParameter(required=False, description=f"page size (1-{audit.MAX_PAGE})")
-]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -272,8 +270,8 @@ class AuthController(Controller):
         principal: NamedDependency[Principal],
         event: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
-        limit: AuditLimit = None,
+        limit: Limit = None,
     ) -> audit.AuditPage:
-        return await audit.list_audit(
-            box.db, user_id=principal.user_id, event=event, cursor=cursor, limit=limit
-        )
+        size = page_size(limit, audit.DEFAULT_PAGE)
+        mine = principal.user_id
+        return await audit.list_audit(box.db, user_id=mine, event=event, cursor=cursor, size=size)

@@ -16,7 +16,6 @@ from telentir_box.auth import login as signin
 from telentir_box.auth.guards import requires_auth, requires_role
 from telentir_box.auth.principal import Principal
 from telentir_box.auth.routes import (
-    AuditLimit,
     AuthController,
     Email,
     Name,
@@ -28,6 +27,7 @@ from telentir_box.auth.routes import (
 )
 from telentir_box.box import Box
 from telentir_box.db.users import ApiKeyRow
+from telentir_box.web.paging import Limit, page_size
 
 Role = Annotated[str, msgspec.Meta(max_length=16)]
 
@@ -138,9 +138,10 @@ class AuditController(Controller):
         user_id: FromQuery[str | None] = None,
         event: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
-        limit: AuditLimit = None,
+        limit: Limit = None,
     ) -> audit.AuditPage:
-        return await audit.list_audit(box.db, user_id=user_id, event=event, cursor=cursor, limit=limit)
+        size = page_size(limit, audit.DEFAULT_PAGE)
+        return await audit.list_audit(box.db, user_id=user_id, event=event, cursor=cursor, size=size)
 
 
 @post(

@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 from litestar import Controller, MediaType, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
-from telentir_box.errors import ValidationFailed
 from telentir_box.store import keys, objects, publish, root, servers
 from telentir_box.store.models import (
     CreatedServer,
@@ -33,17 +30,7 @@ from telentir_box.store.models import (
     ServerPatch,
     UserServer,
 )
-
-MAX_PAGE = 1000
-Limit = Annotated[int | None, QueryParameter(required=False, description="page size (1-1000)")]
-
-
-def page_size(box: Box, limit: int | None) -> int:
-    if limit is None:
-        return box.config.store.page_size
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValidationFailed(f"`limit` must be between 1 and {MAX_PAGE}")
-    return limit
+from telentir_box.web.paging import Limit, page_size
 
 
 class ServerController(Controller):
@@ -158,7 +145,7 @@ class ObjectController(Controller):
             related_object_id=related_object_id,
             key_id=key_id,
             cursor=cursor,
-            limit=page_size(box, limit),
+            limit=page_size(limit, box.config.store.page_size),
         )
 
     @get("/{object_id:str}", summary="An object record (content and auth_tag in hex)")
@@ -220,7 +207,7 @@ class ObjectController(Controller):
         limit: Limit = None,
     ) -> PublicationPage:
         return await publish.list_publications(
-            box.db, principal.user_id, type, cursor=cursor, limit=page_size(box, limit)
+            box.db, principal.user_id, type, cursor=cursor, limit=page_size(limit, box.config.store.page_size)
         )
 
 
