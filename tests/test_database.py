@@ -6,7 +6,7 @@ import pytest
 
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import Event, events_after, record_event
-from telentir_box.db.migrate import SchemaTooNew, apply_migrations, available_migrations
+from telentir_box.db.migrate import Migration, SchemaTooNew, apply_migrations, available_migrations
 from telentir_box.errors import Conflict
 
 
@@ -88,6 +88,24 @@ async def test_migrations_apply_once_and_refuse_newer_schema(db: Database) -> No
     await db.writer.execute("INSERT INTO schema_version (version, name) VALUES (?, 'future')", (latest + 1,))
     with pytest.raises(SchemaTooNew, match="newer"):
         await apply_migrations(db.writer)
+
+
+async def test_a_migration_numbered_below_the_newest_applied_still_runs(tmp_path: Path) -> None:
+    """A migration that lands after a higher-numbered one was applied (two branches)
+    is applied on the next start, not skipped for being below the newest."""
+    database = Database(tmp_path / "t.sqlite3", read_pool_size=1)
+    await database.open()
+    first = Migration(1, "first", "CREATE TABLE a (x INTEGER);")
+    second = Migration(2, "late", "CREATE TABLE b (x INTEGER);")
+    third = Migration(3, "third", "CREATE TABLE c (x INTEGER);")
+    try:
+        assert await apply_migrations(database.writer, [first, third]) == [first, third]
+        assert await apply_migrations(database.writer, [first, second, third]) == [second]
+        assert await apply_migrations(database.writer, [first, second, third]) == []
+        tables = await database.writer.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert {"a", "b", "c"} <= {row["name"] for row in tables}
+    finally:
+        await database.close()
 
 
 async def test_database_write_waiting_on_another_process_lock_keeps_serving(tmp_path: Path) -> None:

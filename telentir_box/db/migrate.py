@@ -32,29 +32,31 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def current_version(conn: Connection) -> int:
+async def applied_versions(conn: Connection) -> set[int]:
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
         " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
     )
-    rows = await conn.execute_fetchall("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
-    return int(next(iter(rows))["v"])
+    rows = await conn.execute_fetchall("SELECT version FROM schema_version")
+    return {int(row["version"]) for row in rows}
 
 
-async def apply_migrations(conn: Connection) -> list[Migration]:
-    """Bring the schema up to date; return the migrations that were applied."""
-    migrations = available_migrations()
+async def apply_migrations(conn: Connection, migrations: list[Migration] | None = None) -> list[Migration]:
+    """Bring the schema up to date; return the migrations that were applied. Every
+    migration not yet recorded is applied, in order, also one numbered below the newest
+    recorded (a branch that landed late), so none is ever skipped."""
+    migrations = available_migrations() if migrations is None else migrations
     latest = migrations[-1].version if migrations else 0
-    version = await current_version(conn)
-    if version > latest:
+    done = await applied_versions(conn)
+    if done and max(done) > latest:
         raise SchemaTooNew(
-            f"the database is at schema version {version}, newer than this telentir-box "
+            f"the database is at schema version {max(done)}, newer than this telentir-box "
             f"knows ({latest}); upgrade telentir-box or restore a matching backup"
         )
     applied = []
     for migration in migrations:
-        if migration.version <= version:
+        if migration.version in done:
             continue
         try:
             await conn.executescript(
