@@ -20,6 +20,8 @@ from aiosmtpd.controller import Controller
 from litestar.testing import TestClient
 
 from telentir_box.auth.ratelimit import RateLimiter
+from telentir_box.db import identity as identity_repo
+from telentir_box.db.connection import Connection
 
 FAST_ENV = {
     "TELENTIR_BOX_AUTH__ARGON2_MEMORY_KIB": "1024",
@@ -27,6 +29,12 @@ FAST_ENV = {
 }
 PASSWORD = "correct horse battery"
 OWNER = "owner@example.com"
+
+
+async def all_audit(conn: Connection) -> list[identity_repo.AuditRow]:
+    """Every audit row, oldest first."""
+    newest_first = await identity_repo.page_audit(conn, user_id=None, event=None, before=None, limit=-1)
+    return newest_first[::-1]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -53,8 +61,9 @@ def setup_owner(client: TestClient, data_dir: Path, email: str = OWNER) -> str:
     return response.json()["token"]
 
 
-def register(client: TestClient, email: str, **extra: Any) -> str:
-    body = {
+def sign_up(email: str, **extra: Any) -> dict[str, Any]:
+    """A complete registration form, with `extra` fields added or replaced."""
+    return {
         "firstName": "Ada",
         "lastName": "Lovelace",
         "email": email,
@@ -63,7 +72,10 @@ def register(client: TestClient, email: str, **extra: Any) -> str:
         "confirmPassword": PASSWORD,
         **extra,
     }
-    response = call(client, "POST", "/api/auth/register", json=body)
+
+
+def register(client: TestClient, email: str, **extra: Any) -> str:
+    response = call(client, "POST", "/api/auth/register", json=sign_up(email, **extra))
     assert response.status_code == 200, response.text
     return response.json()["token"]
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +27,7 @@ from tests.auth_support import (
     PASSWORD,
     Inbox,
     LimiterClock,
+    all_audit,
     bearer,
     call,
     login,
@@ -70,12 +70,12 @@ def env(env: dict[str, str], inbox: tuple[Inbox, int]) -> dict[str, str]:
 def audit_events(client: TestClient) -> list[str]:
     box = client.app.state.box
 
-    async def read() -> list[dict[str, Any]]:
+    async def read() -> list[identity_repo.AuditRow]:
         async with box.db.reading() as conn:
-            return await identity_repo.list_audit(conn)
+            return await all_audit(conn)
 
     with client.portal() as portal:
-        return [row["event"] for row in portal.call(read)]
+        return [row.event for row in portal.call(read)]
 
 
 def test_login_rate_limit_trips_and_releases(client: TestClient, data_dir: Path) -> None:
@@ -155,7 +155,7 @@ async def test_ratelimit_admits_no_more_concurrent_guesses_than_the_limit(
         }
         assert {r.json()["code"] for r in responses if r.status_code == 429} == {"RATE_LIMITED"}
         async with client.app.state.box.db.reading() as conn:  # type: ignore[attr-defined]
-            events = [row["event"] for row in await identity_repo.list_audit(conn)]
+            events = [row.event for row in await all_audit(conn)]
         assert events.count(f"{target}_failed") == MAX_ATTEMPTS
         assert events.count("lockout") == 1
 
@@ -219,18 +219,18 @@ def test_audit_records_keys_roles_and_2fa(client: TestClient, data_dir: Path) ->
 
     box = client.app.state.box
 
-    async def read() -> list[dict[str, Any]]:
+    async def read() -> list[identity_repo.AuditRow]:
         async with box.db.reading() as conn:
-            return await identity_repo.list_audit(conn)
+            return await all_audit(conn)
 
     with client.portal() as portal:
-        rows = {row["event"]: row for row in portal.call(read)}
+        rows = {row.event: row for row in portal.call(read)}
     assert {"super_admin_created", "api_key_created", "api_key_revoked", "registered"} <= set(rows)
     owner_id = call(client, "GET", "/api/auth", owner).json()["auth"]["id"]
-    assert rows["2fa_enabled"]["user_id"] == owner_id
+    assert rows["2fa_enabled"].user_id == owner_id
     role = rows["role_changed"]
-    assert (role["user_id"], role["actor_id"]) == (member_id, owner_id)
-    assert role["detail"] == {"from": "member", "to": "admin"}
+    assert (role.user_id, role.actor_id) == (member_id, owner_id)
+    assert role.detail == {"from": "member", "to": "admin"}
 
 
 def test_ratelimiter_counts_attempts_before_their_outcome() -> None:

@@ -10,8 +10,7 @@ from litestar.testing import TestClient
 
 from telentir_box.app import create_app
 from telentir_box.config import load_config
-from telentir_box.db import identity as identity_repo
-from tests.auth_support import FAST_ENV, OWNER, PASSWORD, call, login, register, setup_owner
+from tests.auth_support import FAST_ENV, OWNER, PASSWORD, all_audit, call, login, register, setup_owner
 
 
 @pytest.fixture
@@ -214,7 +213,7 @@ def audit_count(client: TestClient, event: str) -> int:
 
     async def read() -> int:
         async with box.db.reading() as conn:
-            return sum(row["event"] == event for row in await identity_repo.list_audit(conn))
+            return sum(row.event == event for row in await all_audit(conn))
 
     with client.portal() as portal:
         return portal.call(read)

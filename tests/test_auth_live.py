@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.auth_support import FAST_ENV, PASSWORD, bearer, fake_twilio, setup_token, totp_code
+from tests.auth_support import FAST_ENV, PASSWORD, bearer, fake_twilio, setup_token, sign_up, totp_code
 from tests.conftest import LiveServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -83,18 +83,6 @@ def send_with(http: httpx.Client) -> Callable[..., httpx.Response]:
         return http.request(method, path, headers=bearer(token) if token else {}, **kwargs)  # type: ignore[arg-type]
 
     return send
-
-
-def sign_up(email: str, **extra: str) -> dict[str, str]:
-    return {
-        "firstName": "Ada",
-        "lastName": "Lovelace",
-        "email": email,
-        "phone": "+14155550100",
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-        **extra,
-    }
 
 
 def setup_root(send: Callable[..., httpx.Response], data_dir: Path) -> str:

@@ -38,18 +38,8 @@ _SHOWN = frozenset(
 )
 
 
-class AuditEntry(msgspec.Struct):
-    id: int
-    event: str
-    user_id: str | None
-    actor_id: str | None
-    ip: str
-    detail: dict[str, Any]
-    created_at: str
-
-
 class AuditPage(msgspec.Struct):
-    items: list[AuditEntry]
+    items: list[AuditRow]
     next_cursor: str | None
 
 
@@ -95,10 +85,8 @@ def _check_filters(user_id: str | None, event: str | None, cursor: str | None) -
     return int(cursor)
 
 
-def _entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        row.id, row.event, row.user_id, row.actor_id, row.ip, _public(row.detail), row.created_at
-    )
+def _entry(row: AuditRow) -> AuditRow:
+    return msgspec.structs.replace(row, detail=_public(row.detail))
 
 
 def _public(detail: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from telentir_box.db.connection import Connection
 from telentir_box.db.database import Transaction
 
@@ -137,28 +139,9 @@ async def insert_audit(
     )
 
 
-async def list_audit(conn: Connection, user_id: str | None = None) -> list[dict[str, Any]]:
-    rows = await conn.execute_fetchall(
-        "SELECT id, event, user_id, actor_id, ip, detail, created_at FROM auth_audit"
-        " WHERE ? IS NULL OR user_id = ? ORDER BY id",
-        (user_id, user_id),
-    )
-    return [
-        {
-            "id": r[0],
-            "event": r[1],
-            "user_id": r[2],
-            "actor_id": r[3],
-            "ip": r[4],
-            "detail": json.loads(r[5]),
-            "created_at": r[6],
-        }
-        for r in rows
-    ]
+class AuditRow(msgspec.Struct, frozen=True):
+    """One audit row; also what the audit listings answer, once `detail` is filtered."""
 
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
     id: int
     event: str
     user_id: str | None
@@ -171,7 +154,8 @@ class AuditRow:
 async def page_audit(
     conn: Connection, *, user_id: str | None, event: str | None, before: int | None, limit: int
 ) -> list[AuditRow]:
-    """Audit rows newest first, those older than `before` (an id) when given."""
+    """Audit rows newest first, those older than `before` (an id) when given; a
+    negative `limit` means all of them."""
     clauses: list[str] = ["1"]
     params: list[object] = []
     for clause, value in (("user_id = ?", user_id), ("event = ?", event), ("id < ?", before)):
