@@ -8,11 +8,13 @@ import json
 import secrets
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from telentir_box import __version__
 from telentir_box.config import Config, ConfigError, load_config, masked
 from telentir_box.crypto.sealing import MasterKeyError
+from telentir_box.db.backup import BackupError, backup_database
 from telentir_box.db.migrate import SchemaTooNew
 from telentir_box.errors import AppError
 
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         return args.handler(args, config)
-    except (ConfigError, MasterKeyError, SchemaTooNew, AppError) as exc:
+    except (ConfigError, MasterKeyError, SchemaTooNew, AppError, BackupError) as exc:
         print(f"telentir-box: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("init", cmd_init, "create the data directory, keys and database; print the setup token once")
     command("migrate", cmd_migrate, "apply pending database migrations")
     command("check-config", cmd_check_config, "validate the config and print it with secrets masked")
+    backup = command("backup", cmd_backup, "copy the database consistently, also while the box runs")
+    backup.add_argument("destination", help="a new file, or a directory for a time-stamped file")
     admin = commands.add_parser(
         "admin", help="administer users offline", description="administer users offline"
     )
@@ -160,6 +164,23 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return run(go())
+
+
+def cmd_backup(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.datadir import DATABASE_FILE
+
+    report = backup_database(
+        config.data_dir / DATABASE_FILE,
+        Path(args.destination),
+        busy_timeout_ms=config.database.busy_timeout_ms,
+    )
+    print(json.dumps({"path": str(report.path), "bytes": report.bytes}))
+    print(
+        "telentir-box: the copy holds no master key; keep master.key (or TELENTIR_BOX_MASTER_KEY)"
+        " backed up apart from it, or its sealed secrets cannot be opened",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
