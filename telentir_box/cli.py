@@ -14,8 +14,16 @@ from typing import Any
 from telentir_box import __version__
 from telentir_box.config import Config, ConfigError, load_config, masked
 from telentir_box.crypto.sealing import MasterKeyError
+from telentir_box.datadir import (
+    DATABASE_FILE,
+    DataDirInUse,
+    ensure_data_dir,
+    exclusive_use,
+    initialise,
+    open_database,
+)
 from telentir_box.db.backup import BackupError, backup_database
-from telentir_box.db.migrate import SchemaTooNew
+from telentir_box.db.migrate import SchemaTooNew, apply_migrations
 from telentir_box.errors import AppError
 
 Command = Callable[[argparse.Namespace, Config], int]
@@ -33,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         return args.handler(args, config)
-    except (ConfigError, MasterKeyError, SchemaTooNew, AppError, BackupError) as exc:
+    except (ConfigError, MasterKeyError, SchemaTooNew, AppError, BackupError, DataDirInUse) as exc:
         print(f"telentir-box: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -123,8 +131,6 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def cmd_init(args: argparse.Namespace, config: Config) -> int:
-    from telentir_box.datadir import initialise
-
     async def go() -> int:
         db, report = await initialise(config)
         await db.close()
@@ -146,11 +152,7 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
-    from telentir_box.datadir import ensure_data_dir, open_database
-    from telentir_box.db.migrate import apply_migrations
-
     async def go() -> int:
-        ensure_data_dir(config.data_dir)
         db = open_database(config)
         await db.open()
         try:
@@ -163,12 +165,12 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
             print("the database schema is up to date")
         return 0
 
-    return run(go())
+    ensure_data_dir(config.data_dir)
+    with exclusive_use(config.data_dir, "telentir-box migrate"):
+        return run(go())
 
 
 def cmd_backup(args: argparse.Namespace, config: Config) -> int:
-    from telentir_box.datadir import DATABASE_FILE
-
     report = backup_database(
         config.data_dir / DATABASE_FILE,
         Path(args.destination),

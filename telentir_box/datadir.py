@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,7 @@ PLATFORM_KEY_NAME = "box"
 SESSION_SECRET = "session_secret"  # noqa: S105 - a row name, not a secret
 SETUP_TOKEN = "setup_token"  # noqa: S105 - a row name
 SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name
+LOCK_FILE = "box.lock"
 SECRETS_PURPOSE = "box-secrets"
 PLATFORM_PURPOSE = "platform-keys"
 
@@ -46,6 +50,29 @@ def open_database(config: Config) -> Database:
         busy_timeout_ms=db.busy_timeout_ms,
         max_batch=db.max_batch,
     )
+
+
+class DataDirInUse(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def exclusive_use(data_dir: Path, holder: str) -> Iterator[None]:
+    """Hold the data directory for one server (or a migration) at a time. A second
+    server would keep its own event bus and caches, so streams on one would never see
+    writes made through the other. The kernel releases the lock however the holder ends."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+            raise DataDirInUse(f"{data_dir} is in use by {other}; stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{holder} (pid {os.getpid()})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def ensure_data_dir(path: Path) -> bool:

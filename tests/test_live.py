@@ -1,5 +1,6 @@
 """The real `telentir-box serve` over loopback: start, answer, restart, stop."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +47,33 @@ def test_live_restart_reuses_data_dir(live_server_factory: Callable[..., LiveSer
     assert (data_dir / "master.key").read_bytes() == key
     assert (data_dir / "setup-token").read_text() == token
     assert "setup token" not in second.log().split("data directory initialised")[-1]
+
+
+def test_live_one_server_per_data_dir(
+    live_server_factory: Callable[..., LiveServer], env: dict[str, str], data_dir: Path
+) -> None:
+    first = live_server_factory()
+    full_env = {**os.environ, **env}
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "telentir_box", *command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=full_env)
+
+    second = run("serve", "--port", str(free_port()))
+    migrate = run("migrate")
+    assert first.process is not None
+    holder = f"telentir-box serve (pid {first.process.pid})"
+    for refused in (second, migrate):
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            f"telentir-box: {data_dir} is in use by {holder}; stop it first"
+        ]
+    assert httpx.get(f"{first.base_url}/api/health").status_code == 200
+
+    # However the holder ends, even killed, the directory is free again.
+    first.kill()
+    assert run("migrate").returncode == 0
+    assert httpx.get(f"{live_server_factory().base_url}/api/health").status_code == 200
 
 
 def test_live_config_typo_fails_with_one_line(tmp_path: Path, env: dict[str, str]) -> None:
