@@ -21,6 +21,7 @@ from telentir_box.datadir import (
     exclusive_use,
     initialise,
     open_database,
+    restore_database,
 )
 from telentir_box.db.backup import BackupError, backup_database
 from telentir_box.db.migrate import SchemaTooNew, apply_migrations
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("check-config", cmd_check_config, "validate the config and print it with secrets masked")
     backup = command("backup", cmd_backup, "copy the database consistently, also while the box runs")
     backup.add_argument("destination", help="a new file, or a directory for a time-stamped file")
+    restore = command(
+        "restore", cmd_restore, "put a backup in place of the database (the box must be stopped)"
+    )
+    restore.add_argument("backup", help="a file made by `telentir-box backup`")
     admin = commands.add_parser(
         "admin", help="administer users offline", description="administer users offline"
     )
@@ -182,6 +187,15 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
         " backed up apart from it, or its sealed secrets cannot be opened",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, config: Config) -> int:
+    ensure_data_dir(config.data_dir)
+    with exclusive_use(config.data_dir, "telentir-box restore"):
+        report = restore_database(config, Path(args.backup))
+    previous = str(report.previous) if report.previous else None
+    print(json.dumps({"restored": str(report.restored), "previous": previous}))
     return 0
 
 

@@ -10,15 +10,19 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
 
 from telentir_box.config import Config
 from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring, PlatformKey
 from telentir_box.crypto.sealing import Sealer, create_master_key, load_master_key
 from telentir_box.db import secrets as secrets_repo
+from telentir_box.db.backup import BackupError, copy_database, fsync_directory
 from telentir_box.db.database import Database, Transaction
-from telentir_box.db.migrate import apply_migrations
+from telentir_box.db.migrate import applied_versions, apply_migrations
 
 DATABASE_FILE = "telentir-box.sqlite3"
 PLATFORM_KEY_NAME = "box"
@@ -173,3 +177,62 @@ def write_setup_token_file(data_dir: Path, token: str) -> Path:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    restored: Path
+    previous: Path | None  # the database it replaced, kept under a new name
+
+
+def restore_database(config: Config, backup: Path) -> RestoreReport:
+    """Put a backup in place of the database, for a box that is not running (hold
+    `exclusive_use`). The backup is copied, brought to this version's schema and opened
+    with this data directory's master key before anything is replaced; the replaced
+    database is renamed with its -wal and -shm, never deleted."""
+    if not backup.is_file():
+        raise BackupError(f"no backup at {backup}")
+    database = config.data_dir / DATABASE_FILE
+    partial = config.data_dir / f".{DATABASE_FILE}.restore"
+    for leftover in _with_side_files(partial):
+        leftover.unlink(missing_ok=True)
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        copy_database(backup, partial, config.database.busy_timeout_ms)
+        asyncio.run(_prepare_restored(config, partial, backup))
+        previous = None
+        if database.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            previous = database.with_name(f"{DATABASE_FILE}.before-restore-{stamp}")
+            for current, aside in zip(_with_side_files(database), _with_side_files(previous), strict=True):
+                if current.exists():
+                    os.replace(current, aside)
+        os.replace(partial, database)
+    finally:
+        for leftover in _with_side_files(partial):
+            leftover.unlink(missing_ok=True)
+    fsync_directory(config.data_dir)
+    return RestoreReport(database, previous)
+
+
+async def _prepare_restored(config: Config, path: Path, backup: Path) -> None:
+    """Migrate the copy to this version's schema (SchemaTooNew if it is newer) and open
+    its sealed secrets with this data directory's master key."""
+    db = Database(path, synchronous=config.database.synchronous)
+    await db.open()
+    try:
+        if not await applied_versions(db.writer):
+            raise BackupError(f"{backup} is not a telentir-box database")
+        await apply_migrations(db.writer)
+        try:
+            await load_keyring(config, db)
+        except (InvalidTag, ValueError):
+            raise BackupError(
+                f"{backup} was sealed under another master key than {config.data_dir}'s"
+            ) from None
+    finally:
+        await db.close()
+
+
+def _with_side_files(path: Path) -> list[Path]:
+    return [path, Path(f"{path}-wal"), Path(f"{path}-shm")]

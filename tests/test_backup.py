@@ -148,3 +148,93 @@ def test_backup_without_a_database_says_so(
     assert "no database at" in capsys.readouterr().err
     assert not (tmp_path / "copy.sqlite3").exists()
     assert not (tmp_path / "never-initialised").exists()
+
+
+@pytest.mark.e2e
+def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(
+    live_server_factory: Callable[..., LiveServer],
+    user_factory: Callable[..., dict[str, str]],
+    env: dict[str, str],
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    server = live_server_factory()
+    user = user_factory()
+    with server.client() as http:
+        client = StoreClient(http, user["api_key"])
+        client.connect()
+        kept = client.create("contacts", {"name": "before the backup"})["id"]
+        assert run_backup(env, tmp_path / "copy.sqlite3").returncode == 0
+        lost = client.create("contacts", {"name": "after the backup"})["id"]
+
+    refused = run_cli(env, "restore", str(tmp_path / "copy.sqlite3"))
+    assert refused.returncode == 2 and "in use by telentir-box serve" in refused.stderr
+    assert server.stop() == 0
+
+    result = run_cli(env, "restore", str(tmp_path / "copy.sqlite3"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["restored"] == str(data_dir / DATABASE_FILE)
+    previous = Path(report["previous"])
+    with closing(sqlite3.connect(previous)) as replaced:
+        assert replaced.execute("SELECT count(*) FROM objects WHERE id = ?", (lost,)).fetchone() == (1,)
+
+    again = live_server_factory()
+    with again.client() as http:
+        client = StoreClient(http, user["api_key"])
+        client.connect()
+        assert client.get("contacts", kept) == {"name": "before the backup"}
+        assert http.get(f"/api/objects/{lost}", headers=client.headers).status_code == 404
+
+
+def run_cli(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telentir_box", *command],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+REFUSALS = {
+    "missing": "no backup at",
+    "not-sqlite": "is not a usable database",
+    "not-the-box": "is not a telentir-box database",
+    "other-master-key": "was sealed under another master key",
+    "newer-schema": "newer than this telentir-box knows",
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_restore_refuses_without_changing_anything(
+    case: str,
+    initialised: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    candidate = tmp_path / "candidate.sqlite3"
+    if case == "not-sqlite":
+        candidate.write_text("not a database")
+    elif case == "not-the-box":
+        with closing(sqlite3.connect(candidate)) as other:
+            other.execute("CREATE TABLE notes (body TEXT)")
+    elif case == "other-master-key":
+        with monkeypatch.context() as other_box:
+            other_box.setenv("TELENTIR_BOX_DATA__DIR", str(tmp_path / "elsewhere"))
+            assert main(["init"]) == 0
+            assert main(["backup", str(candidate)]) == 0
+    elif case == "newer-schema":
+        assert main(["backup", str(candidate)]) == 0
+        with closing(sqlite3.connect(candidate)) as newer:
+            newer.execute("INSERT INTO schema_version (version, name) VALUES (9999, 'future')")
+            newer.commit()
+    capsys.readouterr()
+    before = {path.name: path.read_bytes() for path in initialised.iterdir() if path.name != "box.lock"}
+
+    assert main(["restore", str(candidate)]) == 2
+    assert REFUSALS[case] in capsys.readouterr().err
+    after = {path.name: path.read_bytes() for path in initialised.iterdir() if path.name != "box.lock"}
+    assert after == before

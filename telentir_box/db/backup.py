@@ -42,13 +42,21 @@ def backup_database(source: Path, destination: Path, *, busy_timeout_ms: int = 5
     except FileExistsError:
         raise BackupError(f"{partial} exists: another backup is running, or remove it") from None
     try:
-        _copy(source, partial, busy_timeout_ms)
+        copy_database(source, partial, busy_timeout_ms)
         os.replace(partial, destination)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_directory(destination.parent)
+    fsync_directory(destination.parent)
     return BackupReport(destination, destination.stat().st_size)
+
+
+def copy_database(source: Path, target: Path, busy_timeout_ms: int = 5000) -> None:
+    """Copy a database (WAL or not) into the empty file `target` as one checked file."""
+    try:
+        _copy(source, target, busy_timeout_ms)
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"{source} is not a usable database: {exc}") from None
 
 
 def _copy(source: Path, target: Path, busy_timeout_ms: int) -> None:
@@ -68,7 +76,7 @@ def _copy(source: Path, target: Path, busy_timeout_ms: int) -> None:
         os.fsync(copy.fileno())
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
     """Make the rename durable too."""
     fd = os.open(path, os.O_RDONLY)
     try:
