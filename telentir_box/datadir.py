@@ -62,7 +62,7 @@ class DataDirInUse(Exception):
 
 @contextlib.contextmanager
 def exclusive_use(data_dir: Path, holder: str) -> Iterator[None]:
-    """Hold the data directory for one server (or a migration) at a time. A second
+    """Hold the data directory for one server, migration or restore at a time. A second
     server would keep its own event bus and caches, so streams on one would never see
     writes made through the other. The kernel releases the lock however the holder ends."""
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -165,7 +165,7 @@ async def load_keyring(config: Config, db: Database) -> Keyring:
 
 def restrict_permissions(path: Path) -> None:
     """Database files hold sealed secrets and user data: owner-only."""
-    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    for candidate in _with_side_files(path):
         if candidate.exists():
             os.chmod(candidate, 0o600)
 
