@@ -19,6 +19,7 @@ from telentir_box.errors import RateLimited
 from telentir_box.events.bus import CLOSED_SHUTDOWN, CLOSED_SLOW, HEARTBEAT, Bus, Frame
 from telentir_box.events.filters import build_filter
 from telentir_box.events.retention import prune_event_log
+from telentir_box.events.stream import EagerWriter
 from telentir_box.events.tickets import issue_ticket, verify_ticket
 
 
@@ -35,12 +36,11 @@ async def test_events_bus_fans_out_shared_bytes_to_the_owner_only() -> None:
     mine, also_mine = bus.subscribe("usr_a", always), bus.subscribe("usr_a", always)
     other = bus.subscribe("usr_b", always)
     bus.publish([event(1, "publish", {"type": "agents"}), event(2, "object_deleted", {"object_id": "o"})])
-    got, got_too = await mine.take(), await also_mine.take()
+    got, got_too = mine.drain(), also_mine.drain()
     assert [f.id for f in got] == [1, 2]
     assert got[0] is got_too[0]  # encoded once, shared
     assert got[0].data == b'id: 1\nevent: publish\ndata: {"type":"agents"}\n\n'
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(other.take(), 0.05)
+    assert other.drain() == []
 
 
 async def test_events_bus_closes_full_subscriber_without_waiting() -> None:
@@ -49,11 +49,31 @@ async def test_events_bus_closes_full_subscriber_without_waiting() -> None:
     for n in range(1, 1001):
         # publish is synchronous: it cannot wait for a subscriber, it can only drop one.
         assert bus.publish([event(n, "object_updated", {"object_id": "o"})]) is None
-        assert [f.id for f in await reading.take()] == [n]
-        # The stuck queue holds queue_size batches; the next one closes it.
+        assert [f.id for f in reading.drain()] == [n]
+        # The stuck queue holds queue_size frames; the next one closes it.
         assert (stuck.reason == CLOSED_SLOW) == (n > 5)
     assert bus.subscriber_count == 1
-    assert await stuck.take() == []
+    assert stuck.drain() == []
+
+
+async def test_events_bus_hands_a_live_stream_each_batch_in_one_piece() -> None:
+    bus = Bus(EventsConfig(queue_size=10))
+    live, refusing = bus.subscribe("usr_a", always), bus.subscribe("usr_a", always)
+    written: list[bytes] = []
+    live.deliver_to(lambda chunk: written.append(chunk) is None, sent_through=2)
+    refusing.deliver_to(lambda chunk: False, sent_through=0)
+    # Ids 1 and 2 were read by the stream's replay before their commit was published.
+    bus.publish([event(n, "object_updated", {"object_id": "o"}) for n in (1, 2, 3, 4)])
+    assert written == [
+        Frame.of(event(3, "object_updated", {"object_id": "o"})).data
+        + Frame.of(event(4, "object_updated", {"object_id": "o"})).data
+    ]
+    assert refusing.reason == CLOSED_SLOW and bus.subscriber_count == 1
+    bus.publish([event(2, "object_updated", {"object_id": "o"})])
+    bus.beat()
+    assert written[1:] == []  # active since the last beat: no keep-alive, no replayed id
+    bus.beat()
+    assert written[1:] == [HEARTBEAT.data]
 
 
 async def test_events_bus_caps_heartbeats_and_shutdown() -> None:
@@ -70,13 +90,48 @@ async def test_events_bus_caps_heartbeats_and_shutdown() -> None:
     third = bus.subscribe("usr_c", always)
     stopping = asyncio.Event()
     runner = asyncio.create_task(bus.run(stopping))
-    assert await asyncio.wait_for(third.take(), 1) == [HEARTBEAT]
+    async with asyncio.timeout(1):
+        while not (beats := third.drain()):
+            await asyncio.sleep(0.01)
+    assert beats == [HEARTBEAT]
+    closed = asyncio.create_task(third.wait_closed())
     stopping.set()
     await asyncio.wait_for(runner, 1)
-    assert await third.take() == [] and third.reason == CLOSED_SHUTDOWN
+    await asyncio.wait_for(closed, 1)
+    assert third.drain() == [] and third.reason == CLOSED_SHUTDOWN
     assert bus.subscriber_count == 0
     with pytest.raises(RateLimited):
         bus.subscribe("usr_a", always)
+
+
+async def test_events_writer_writes_at_once_and_queues_behind_a_paused_connection() -> None:
+    sent: list[bytes] = []
+    resumed = asyncio.Event()
+    resumed.set()
+
+    async def send(message: dict[str, object]) -> None:
+        await resumed.wait()  # as uvicorn waits for a paused transport to drain
+        sent.append(message["body"])  # type: ignore[arg-type]
+
+    writer = EagerWriter(send, limit=2)  # type: ignore[arg-type]
+    assert writer(b"a") and sent == [b"a"]  # written within the call: no task, no wait
+    resumed.clear()
+    assert writer(b"b") and writer(b"c") and writer(b"d")
+    assert not writer(b"e")  # two queued behind the waiting send: too far behind
+    assert sent == [b"a"]
+    resumed.set()
+    async with asyncio.timeout(1):
+        while len(sent) < 4:
+            await asyncio.sleep(0)
+    assert sent == [b"a", b"b", b"c", b"d"]
+    assert writer(b"f") and sent[-1] == b"f"  # back to writing at once
+
+    resumed.clear()
+    assert writer(b"g") and writer(b"h")
+    await writer.stop()  # a stream that ends drops what waits; the client resumes by id
+    resumed.set()
+    await asyncio.sleep(0.01)
+    assert sent == [b"a", b"b", b"c", b"d", b"f"]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,10 @@
 """The in-process broker: fans committed events out to subscribers. It knows nothing
 of HTTP: each event's SSE frame is encoded once and the same bytes are shared by every
-subscriber; a subscriber whose bounded queue is full is closed, never waited for."""
+subscriber; a subscriber whose bounded queue is full is closed, never waited for.
+
+A subscription queues frames until its stream is live, then takes them through a sink
+the stream hands it (see events/stream.py), which writes them at once: waking one task
+per subscriber for every event cost more than the write itself."""
 
 from __future__ import annotations
 
@@ -61,12 +65,26 @@ def encode_frame(event: Event) -> bytes:
 HEARTBEAT = Frame(Event(0, "", "", b"", ""), b":\n\n")
 
 Accepts = Callable[[Frame], bool]
+# Takes the bytes of one or more frames for the client; False when it cannot (too far behind).
+Sink = Callable[[bytes], bool]
 
 
 class Subscription:
-    """One listener's bounded mailbox. The stream awaits take(); the bus offers."""
+    """One listener's bounded mailbox. The bus offers; the stream takes what was queued,
+    then (once live) gives the subscription a sink that receives every later frame."""
 
-    __slots__ = ("_items", "_waiter", "accepts", "active", "credential", "limit", "reason", "user_id")
+    __slots__ = (
+        "_items",
+        "_sent_through",
+        "_sink",
+        "_waiter",
+        "accepts",
+        "active",
+        "credential",
+        "limit",
+        "reason",
+        "user_id",
+    )
 
     def __init__(self, user_id: str, accepts: Accepts, limit: int, credential: str | None = None) -> None:
         self.user_id = user_id
@@ -79,34 +97,54 @@ class Subscription:
         self.active = False
         self._items: deque[Frame] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: Sink | None = None
+        self._sent_through = 0
 
-    def offer(self, frame: Frame) -> bool:
-        """Queue a frame; False when the queue is full (the bus then closes this one)."""
-        if len(self._items) >= self.limit:
-            return False
-        self._items.append(frame)
+    def offer(self, frames: list[Frame]) -> bool:
+        """Hand over frames, in order: to the sink in one piece, else into the queue.
+        False when this subscriber cannot take them (the bus then closes it)."""
         self.active = True
-        self._wake()
+        if self._sink is not None:
+            if frames[0].id <= self._sent_through:
+                # Committed before the stream's replay read the log, published after it.
+                frames = [f for f in frames if f.id > self._sent_through or f.id == 0]
+                if not frames:
+                    return True
+            return self._sink(frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames))
+        if len(self._items) + len(frames) > self.limit:
+            return False
+        self._items.extend(frames)
         return True
 
-    def close(self, reason: str) -> None:
-        """End the subscription: queued frames are dropped, the reader wakes and sees `reason`."""
-        if self.reason is None:
-            self.reason = reason
-            self._items.clear()
-            self._wake()
+    def drain(self) -> list[Frame]:
+        """Every queued frame, without waiting."""
+        items = list(self._items)
+        self._items.clear()
+        return items
 
-    async def take(self) -> list[Frame]:
-        """Every queued frame, waiting until there is one; [] once closed (see `reason`)."""
-        while not self._items and self.reason is None:
+    def deliver_to(self, sink: Sink, sent_through: int) -> None:
+        """From now on frames go to `sink` as they are offered, but for those with ids up
+        to `sent_through`, which the stream already sent. Call with an empty queue."""
+        assert not self._items, "drain the queue before handing frames to a sink"
+        self._sink = sink
+        self._sent_through = sent_through
+
+    async def wait_closed(self) -> None:
+        """Until the bus closes this subscription (see `reason`)."""
+        while self.reason is None:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        items = list(self._items)
-        self._items.clear()
-        return items
+
+    def close(self, reason: str) -> None:
+        """End the subscription: queued frames are dropped, its stream wakes and sees `reason`."""
+        if self.reason is None:
+            self.reason = reason
+            self._items.clear()
+            self._sink = None
+            self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -152,15 +190,17 @@ class Bus:
 
     def publish(self, events: list[Event]) -> None:
         """Database.on_commit: runs in the writer right after commit, so it must never
-        wait. Events arrive in id order, batch after batch."""
+        wait. Events arrive in id order, batch after batch; a subscriber gets the frames
+        of one batch together, so a burst of commits costs it one write."""
+        frames_by_user: dict[str, list[Frame]] = {}
         for event in events:
-            mine = self._by_user.get(event.user_id)
-            if not mine:
-                continue
-            frame = Frame.of(event)
-            slow: list[Subscription] = []
-            for subscription in mine:
-                if subscription.accepts(frame) and not subscription.offer(frame):
+            if event.user_id in self._by_user:
+                frames_by_user.setdefault(event.user_id, []).append(Frame.of(event))
+        for user_id, frames in frames_by_user.items():
+            slow = []
+            for subscription in self._by_user.get(user_id, ()):
+                accepted = [frame for frame in frames if subscription.accepts(frame)]
+                if accepted and not subscription.offer(accepted):
                     slow.append(subscription)
             for subscription in slow:
                 log.info("closing a slow event stream", extra={"user_id": subscription.user_id})
@@ -171,7 +211,7 @@ class Bus:
         for mine in self._by_user.values():
             for subscription in mine:
                 if not subscription.active:
-                    subscription.offer(HEARTBEAT)
+                    subscription.offer([HEARTBEAT])
                 subscription.active = False
 
     def close(self, subscription: Subscription, reason: str) -> None:

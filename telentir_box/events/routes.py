@@ -10,7 +10,6 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath
-from litestar.response import Stream
 
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal, iso
@@ -18,7 +17,7 @@ from telentir_box.box import Box
 from telentir_box.errors import NotFound, Unauthorized, ValidationFailed
 from telentir_box.events.credentials import credential_id
 from telentir_box.events.filters import EVENT_TYPES, FILTER_NAMES, allowed_filters, build_filter
-from telentir_box.events.stream import StreamRequest, open_stream
+from telentir_box.events.stream import EventStream, StreamRequest
 
 MAX_FILTER_CHARS = 200
 MAX_EVENT_ID_DIGITS = 18
@@ -65,26 +64,34 @@ def parse_stream_request(
 
 def _event_stream(
     request: Request[Any, Any, Any], box: Box, principal: Principal, channel: str | None
-) -> Stream:
-    stream_request = parse_stream_request(request, channel, principal)
-    chunks = open_stream(box.bus, box.db, stream_request)
-    return Stream(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+) -> EventStream:
+    return EventStream(box.bus, box.db, parse_stream_request(request, channel, principal), SSE_HEADERS)
 
 
-@get("/events", guards=[requires_stream_auth], summary="Stream every event type (SSE)")
+@get(
+    "/events",
+    guards=[requires_stream_auth],
+    media_type="text/event-stream",
+    summary="Stream every event type (SSE)",
+)
 async def stream_all_events(
     request: Request[Any, Any, Any], box: NamedDependency[Box], principal: NamedDependency[Principal]
-) -> Stream:
+) -> EventStream:
     return _event_stream(request, box, principal, None)
 
 
-@get("/events/{channel:str}", guards=[requires_stream_auth], summary="Stream one event type (SSE)")
+@get(
+    "/events/{channel:str}",
+    guards=[requires_stream_auth],
+    media_type="text/event-stream",
+    summary="Stream one event type (SSE)",
+)
 async def stream_events(
     channel: FromPath[str],
     request: Request[Any, Any, Any],
     box: NamedDependency[Box],
     principal: NamedDependency[Principal],
-) -> Stream:
+) -> EventStream:
     if channel not in EVENT_TYPES:
         raise NotFound("Unknown event type")
     return _event_stream(request, box, principal, channel)
