@@ -108,6 +108,8 @@ def test_http_openapi_schema_is_valid(client: TestClient) -> None:
     schema = client.get("/api/schema/openapi.json").json()
     validate(schema)
     assert "/api/health" in schema["paths"]
+    for path in ("/api/events", "/api/events/{channel}"):
+        assert list(schema["paths"][path]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]
 
 
 def test_http_cors_defaults_to_same_origin(client: TestClient) -> None:

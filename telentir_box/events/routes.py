@@ -9,6 +9,7 @@ from litestar import Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from telentir_box.auth.guards import requires_object_auth
@@ -22,6 +23,16 @@ from telentir_box.events.stream import EventStream, StreamRequest
 MAX_FILTER_CHARS = 200
 MAX_EVENT_ID_DIGITS = 18
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_RESPONSE = {
+    200: ResponseSpec(
+        str,
+        media_type="text/event-stream",
+        description="Server-Sent Events: `id:` (the event id), `event:` (the type) and `data:`"
+        " (the JSON payload) per event, `:` keep-alive comments, and `event: error` before the"
+        " server ends the stream",
+        generate_examples=False,
+    )
+}
 
 
 async def requires_stream_auth(
@@ -72,6 +83,7 @@ def _event_stream(
     "/events",
     guards=[requires_stream_auth],
     media_type="text/event-stream",
+    responses=SSE_RESPONSE,
     summary="Stream every event type (SSE)",
 )
 async def stream_all_events(
@@ -84,6 +96,7 @@ async def stream_all_events(
     "/events/{channel:str}",
     guards=[requires_stream_auth],
     media_type="text/event-stream",
+    responses=SSE_RESPONSE,
     summary="Stream one event type (SSE)",
 )
 async def stream_events(
