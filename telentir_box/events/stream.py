@@ -131,7 +131,7 @@ class EagerWriter:
         """Drive the suspended send as a task would, then send what queued behind it."""
         try:
             while True:
-                if isinstance(waiting_for, asyncio.Future):
+                if asyncio.isfuture(waiting_for):
                     await asyncio.wait((waiting_for,))
                 else:  # a bare yield, as in asyncio.sleep(0)
                     await asyncio.sleep(0)
@@ -141,7 +141,11 @@ class EagerWriter:
                     break
             while self._queued:
                 await self._send(_body(self._queued.popleft()))
+        except Exception:
+            # The stream learns of it from the bus: the next chunk fails or finds it closed.
+            log.info("event stream write failed", exc_info=True)
         finally:
+            sending.close()  # a no-op once it has finished
             self._finishing = None
 
     async def stop(self) -> None:
