@@ -23,9 +23,9 @@ from tests.conftest import LiveServer
 from tests.store_client import StoreClient
 
 
-def run_backup(env: dict[str, str], destination: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "telentir_box", "backup", str(destination)],
+        [sys.executable, "-m", "telentir_box", *command],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -63,7 +63,7 @@ def test_backup_of_a_running_box_restores_with_its_master_key(
         thread = threading.Thread(target=keep_writing)
         thread.start()
         try:
-            result = run_backup(env, destination)
+            result = run_cli(env, "backup", str(destination))
         finally:
             stop.set()
             thread.join(30)
@@ -164,7 +164,7 @@ def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(
         client = StoreClient(http, user["api_key"])
         client.connect()
         kept = client.create("contacts", {"name": "before the backup"})["id"]
-        assert run_backup(env, tmp_path / "copy.sqlite3").returncode == 0
+        assert run_cli(env, "backup", str(tmp_path / "copy.sqlite3")).returncode == 0
         lost = client.create("contacts", {"name": "after the backup"})["id"]
 
     refused = run_cli(env, "restore", str(tmp_path / "copy.sqlite3"))
@@ -185,17 +185,6 @@ def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(
         client.connect()
         assert client.get("contacts", kept) == {"name": "before the backup"}
         assert http.get(f"/api/objects/{lost}", headers=client.headers).status_code == 404
-
-
-def run_cli(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telentir_box", *command],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 REFUSALS = {
