@@ -17,7 +17,6 @@ from telentir_box.crypto.sealing import MasterKeyError
 from telentir_box.datadir import (
     DATABASE_FILE,
     DataDirInUse,
-    ensure_data_dir,
     exclusive_use,
     initialise,
     open_database,
@@ -170,7 +169,6 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
             print("the database schema is up to date")
         return 0
 
-    ensure_data_dir(config.data_dir)
     with exclusive_use(config.data_dir, "telentir-box migrate"):
         return run(go())
 
@@ -191,7 +189,6 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, config: Config) -> int:
-    ensure_data_dir(config.data_dir)
     with exclusive_use(config.data_dir, "telentir-box restore"):
         report = restore_database(config, Path(args.backup))
     previous = str(report.previous) if report.previous else None

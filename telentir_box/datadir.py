@@ -64,7 +64,9 @@ class DataDirInUse(Exception):
 def exclusive_use(data_dir: Path, holder: str) -> Iterator[None]:
     """Hold the data directory for one server, migration or restore at a time. A second
     server would keep its own event bus and caches, so streams on one would never see
-    writes made through the other. The kernel releases the lock however the holder ends."""
+    writes made through the other. The kernel releases the lock however the holder ends.
+    Creates the data directory if it is missing."""
+    ensure_data_dir(data_dir)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

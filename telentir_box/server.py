@@ -15,7 +15,7 @@ import uvicorn
 
 from telentir_box.app import create_app
 from telentir_box.config import Config
-from telentir_box.datadir import ensure_data_dir, exclusive_use
+from telentir_box.datadir import exclusive_use
 
 log = logging.getLogger("telentir_box")
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
@@ -64,7 +64,6 @@ async def serve(config: Config) -> int:
             timeout_graceful_shutdown=config.server.shutdown_timeout,
         )
     )
-    ensure_data_dir(config.data_dir)
     with exclusive_use(config.data_dir, "telentir-box serve"):
         log.info(
             "telentir-box listening",
