@@ -10,11 +10,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from telentir_box.auth.principal import Principal, iso
+from telentir_box.auth.principal import Principal
 from telentir_box.config import EventsConfig
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import Event, events_after, first_retained_event_id, latest_event_id, record_event
 from telentir_box.db.migrate import apply_migrations
+from telentir_box.db.timestamps import iso
 from telentir_box.errors import RateLimited
 from telentir_box.events.bus import CLOSED_SHUTDOWN, CLOSED_SLOW, HEARTBEAT, Bus, Frame
 from telentir_box.events.filters import build_filter

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from telentir_box.auth.passwords import Passwords
-from telentir_box.auth.principal import Authenticator, iso
+from telentir_box.auth.principal import Authenticator
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database, Transaction
+from telentir_box.db.timestamps import iso
 from telentir_box.errors import Conflict, ValidationFailed
 from telentir_box.ids import new_id
 

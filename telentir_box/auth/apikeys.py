@@ -7,10 +7,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from telentir_box.auth.principal import API_KEY_PREFIX, Authenticator, iso
+from telentir_box.auth.principal import API_KEY_PREFIX, Authenticator
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database, Transaction
+from telentir_box.db.timestamps import iso
 from telentir_box.db.users import ApiKeyRow
 from telentir_box.errors import NotFound, ValidationFailed
 from telentir_box.ids import is_valid_id, new_id

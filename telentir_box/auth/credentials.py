@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 from telentir_box.auth.audit import record_audit
 from telentir_box.auth.codes import generate_token
 from telentir_box.auth.login import check_confirmation
-from telentir_box.auth.principal import Principal, iso
+from telentir_box.auth.principal import Principal
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Transaction
+from telentir_box.db.timestamps import iso
 from telentir_box.errors import NotFound, ValidationFailed
 
 if TYPE_CHECKING:

@@ -18,12 +18,13 @@ from telentir_box.auth.accounts import (
 )
 from telentir_box.auth.audit import record_audit
 from telentir_box.auth.passwords import check_password_policy
-from telentir_box.auth.principal import Principal, iso
+from telentir_box.auth.principal import Principal
 from telentir_box.datadir import SECRETS_PURPOSE, SETUP_TOKEN, SETUP_TOKEN_FILE
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import secrets as secrets_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Transaction
+from telentir_box.db.timestamps import iso
 from telentir_box.db.users import UserRow
 from telentir_box.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from telentir_box.ids import new_id

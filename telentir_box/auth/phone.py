@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from telentir_box.auth.accounts import check_phone, normalise_email
 from telentir_box.auth.audit import record_audit
 from telentir_box.auth.codes import generate_digits
-from telentir_box.auth.principal import iso
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Transaction
+from telentir_box.db.timestamps import iso
 from telentir_box.errors import NotFound, RateLimited, ValidationFailed
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ import jwt
 
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database
+from telentir_box.db.timestamps import iso
 from telentir_box.db.users import CredentialRow
 
 API_KEY_PREFIX = "tbx_"
@@ -127,8 +128,3 @@ def principal_of(
         session_id=session_id,
         api_key_id=api_key_id,
     )
-
-
-def iso(moment: datetime) -> str:
-    """The timestamp format every table uses (so text comparison orders correctly)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from telentir_box.auth.accounts import ROLES, normalise_email
 from telentir_box.auth.codes import generate_token
-from telentir_box.auth.principal import Principal, iso
+from telentir_box.auth.principal import Principal
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Transaction
+from telentir_box.db.timestamps import iso
 from telentir_box.db.users import UserRow
 from telentir_box.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from telentir_box.ids import is_valid_id

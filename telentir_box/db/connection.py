@@ -91,6 +91,10 @@ class Connection:
         """Migrations: whole scripts with their own BEGIN IMMEDIATE and COMMIT."""
         await asyncio.to_thread(self._conn.executescript, script)
 
+    async def last_insert_rowid(self) -> int:
+        """After `executemany`, whose cursor does not report it."""
+        return int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+
     async def rollback(self) -> None:
         self._conn.rollback()
 

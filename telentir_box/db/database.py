@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from telentir_box.db.connection import Connection, connect
 from telentir_box.db.events import Event
+from telentir_box.db.timestamps import utc_now
 from telentir_box.errors import AppError
 
 T = TypeVar("T")
@@ -26,6 +27,9 @@ class Transaction:
     which are fanned out only once the transaction that holds them has committed."""
 
     conn: Connection
+    # The transaction's timestamp, for rows it stamps itself (a statement with RETURNING
+    # costs SQLite twice a plain one, so hot inserts pass their times in).
+    now: str
     events: list[Event] = field(default_factory=list)
     # Names of in-memory state derived from the rows this write changed (e.g. "auth"),
     # so caches are dropped after commit.
@@ -142,8 +146,9 @@ class Database:
         done: list[tuple[_Job, Any, Transaction]] = []
         try:
             await conn.run_blocking("BEGIN IMMEDIATE")
+            now = utc_now()
             for job in batch:
-                tx = Transaction(conn)
+                tx = Transaction(conn, now)
                 if isolate:
                     await conn.execute("SAVEPOINT job")
                 try:
@@ -197,18 +202,3 @@ class _ReadLease:
 def _fail(job: _Job, exc: BaseException) -> None:
     if not job.future.done():
         job.future.set_exception(exc)
-
-
-async def last_insert_rowid(tx: Transaction) -> int:
-    async with tx.conn.execute("SELECT last_insert_rowid()") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-async def sql_now(tx: Transaction) -> str:
-    """The transaction's timestamp in the format every table's defaults use."""
-    async with tx.conn.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return str(row[0])

@@ -28,34 +28,32 @@ class Event:
         return msgspec.json.decode(self.data)
 
 
-async def record_event(tx: Transaction, user_id: str, type: str, payload: dict[str, Any]) -> Event:
+async def record_event(tx: Transaction, user_id: str, type: str, payload: Any) -> Event:
+    """`payload` is anything msgspec encodes (a dict, a Struct)."""
     data = msgspec.json.encode(payload)
     cursor = await tx.conn.execute(
-        "INSERT INTO events (user_id, type, data) VALUES (?, ?, ?) RETURNING id, created_at",
-        (user_id, type, data),
+        "INSERT INTO events (user_id, type, data, created_at) VALUES (?, ?, ?, ?)",
+        (user_id, type, data, tx.now),
     )
-    row = await cursor.fetchone()
-    assert row is not None
-    event = Event(row["id"], user_id, type, data, row["created_at"])
+    # AUTOINCREMENT makes the id the rowid.
+    assert cursor.lastrowid is not None
+    event = Event(cursor.lastrowid, user_id, type, data, tx.now)
     tx.events.append(event)
     return event
 
 
 async def record_events(
-    tx: Transaction, user_id: str, items: Sequence[tuple[str, dict[str, Any]]], now: str
+    tx: Transaction, user_id: str, items: Sequence[tuple[str, dict[str, Any]]]
 ) -> list[Event]:
     """Record many events of one user in one statement (bulk writes)."""
     encoded = [(type, msgspec.json.encode(payload)) for type, payload in items]
     await tx.conn.executemany(
         "INSERT INTO events (user_id, type, data, created_at) VALUES (?, ?, ?, ?)",
-        [(user_id, type, data, now) for type, data in encoded],
+        [(user_id, type, data, tx.now) for type, data in encoded],
     )
     # AUTOINCREMENT ids of rows the single writer inserted back to back are consecutive.
-    async with tx.conn.execute("SELECT last_insert_rowid()") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    first = int(row[0]) - len(encoded) + 1
-    events = [Event(first + i, user_id, type, data, now) for i, (type, data) in enumerate(encoded)]
+    first = await tx.conn.last_insert_rowid() - len(encoded) + 1
+    events = [Event(first + i, user_id, type, data, tx.now) for i, (type, data) in enumerate(encoded)]
     tx.events.extend(events)
     return events
 

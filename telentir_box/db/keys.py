@@ -141,13 +141,13 @@ async def insert_key(
 
 
 async def insert_keys(
-    tx: Transaction, user_id: str, server: str, keys: Sequence[tuple[str, bytes, bytes]], now: str
+    tx: Transaction, user_id: str, server: str, keys: Sequence[tuple[str, bytes, bytes]]
 ) -> None:
     """Bulk insert of (id, wrapped key, iv) minted by the box for one server."""
     await tx.conn.executemany(
         "INSERT INTO keys (id, user_id, server, key, iv, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(key_id, user_id, server, key, iv, now, now) for key_id, key, iv in keys],
+        [(key_id, user_id, server, key, iv, tx.now, tx.now) for key_id, key, iv in keys],
     )
 
 

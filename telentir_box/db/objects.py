@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from telentir_box.db.connection import Connection, Row
-from telentir_box.db.database import Transaction, last_insert_rowid
+from telentir_box.db.database import Transaction
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _OBJECT_COLUMNS = (
@@ -73,63 +73,68 @@ def _publication(r: Row) -> PublicationRow:
 
 async def insert_object(tx: Transaction, user_id: str, new: NewObject) -> ObjectRow | None:
     """Insert only if the key, and the parent when given, are the user's; else None."""
-    async with tx.conn.execute(
-        "INSERT INTO objects (id, user_id, key_id, related_object_id, content, auth_tag, metadata)"
-        " SELECT ?, ?, ?, ?, ?, ?, ?"
+    cursor = await tx.conn.execute(
+        "INSERT INTO objects (id, user_id, key_id, related_object_id, content, auth_tag, metadata,"
+        " created_at, updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?"
         " WHERE EXISTS (SELECT 1 FROM keys WHERE id = ? AND user_id = ?)"
-        " AND (? IS NULL OR EXISTS (SELECT 1 FROM objects WHERE id = ? AND user_id = ?))"
-        f" RETURNING {_OBJECT_COLUMNS}",
+        " AND (? IS NULL OR EXISTS (SELECT 1 FROM objects WHERE id = ? AND user_id = ?))",
         (
-            new.id,
-            user_id,
-            new.key_id,
-            new.related_object_id,
-            new.content,
-            new.auth_tag,
-            new.metadata,
+            *_values(user_id, new, tx.now),
             new.key_id,
             user_id,
             new.related_object_id,
             new.related_object_id,
             user_id,
         ),
-    ) as cursor:
-        row = await cursor.fetchone()
-    return _object(row) if row else None
+    )
+    if cursor.rowcount != 1:
+        return None
+    assert cursor.lastrowid is not None
+    return _new_row(cursor.lastrowid, user_id, new, tx.now)
 
 
-async def insert_objects(
-    tx: Transaction, user_id: str, objects: Sequence[NewObject], now: str
-) -> list[ObjectRow]:
+async def insert_objects(tx: Transaction, user_id: str, objects: Sequence[NewObject]) -> list[ObjectRow]:
     """Bulk insert for writes the box itself prepared (keys and parents already known):
     one statement for the batch, as ingestion writes thousands of rows a second."""
     await tx.conn.executemany(
         "INSERT INTO objects (id, user_id, key_id, related_object_id, content, auth_tag, metadata,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (o.id, user_id, o.key_id, o.related_object_id, o.content, o.auth_tag, o.metadata, now, now)
-            for o in objects
-        ],
+        [_values(user_id, o, tx.now) for o in objects],
     )
     # seq is the rowid; the single writer inserted these rows back to back, so their
     # seqs are the consecutive run that ends at the last inserted rowid.
-    last = await last_insert_rowid(tx)
-    first = last - len(objects) + 1
-    return [
-        ObjectRow(
-            first + i,
-            o.id,
-            user_id,
-            o.key_id,
-            o.related_object_id,
-            o.content,
-            o.auth_tag,
-            o.metadata,
-            now,
-            now,
-        )
-        for i, o in enumerate(objects)
-    ]
+    first = await tx.conn.last_insert_rowid() - len(objects) + 1
+    return [_new_row(first + i, user_id, o, tx.now) for i, o in enumerate(objects)]
+
+
+def _values(user_id: str, new: NewObject, now: str) -> tuple[object, ...]:
+    return (
+        new.id,
+        user_id,
+        new.key_id,
+        new.related_object_id,
+        new.content,
+        new.auth_tag,
+        new.metadata,
+        now,
+        now,
+    )
+
+
+def _new_row(seq: int, user_id: str, new: NewObject, now: str) -> ObjectRow:
+    """The row as inserted, without reading it back (RETURNING doubles an insert's cost)."""
+    return ObjectRow(
+        seq,
+        new.id,
+        user_id,
+        new.key_id,
+        new.related_object_id,
+        new.content,
+        new.auth_tag,
+        new.metadata,
+        now,
+        now,
+    )
 
 
 async def get_object(conn: Connection, user_id: str, object_id: str) -> ObjectRow | None:

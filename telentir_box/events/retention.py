@@ -8,10 +8,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from telentir_box.auth.principal import iso
 from telentir_box.config import EventsConfig
 from telentir_box.db import events as events_repo
 from telentir_box.db.database import Database, Transaction
+from telentir_box.db.timestamps import iso
 
 log = logging.getLogger("telentir_box.events")
 PRUNE_INTERVAL_SECONDS = 600.0

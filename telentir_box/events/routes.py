@@ -13,8 +13,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from telentir_box.auth.guards import requires_object_auth
-from telentir_box.auth.principal import Principal, iso
+from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
+from telentir_box.db.timestamps import iso
 from telentir_box.errors import NotFound, Unauthorized, ValidationFailed
 from telentir_box.events.credentials import credential_id
 from telentir_box.events.filters import EVENT_TYPES, FILTER_NAMES, allowed_filters, build_filter

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import msgspec
-
 from telentir_box.config import StoreConfig
 from telentir_box.db import keys as keys_repo
 from telentir_box.db import objects as objects_repo
@@ -86,7 +84,7 @@ async def create_object(db: Database, user_id: str, body: ObjectWrite, limits: S
                 raise NotFound("no such key")
             raise NotFound("no such related object")
         record = object_record(row)
-        await record_event(tx, user_id, "object_created", msgspec.to_builtins(record))
+        await record_event(tx, user_id, "object_created", record)
         return record
 
     return await db.write(write)

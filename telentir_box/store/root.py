@@ -16,7 +16,7 @@ from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import keys as keys_repo
 from telentir_box.db import objects as objects_repo
-from telentir_box.db.database import Database, Transaction, sql_now
+from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import record_events
 from telentir_box.ids import new_id
 from telentir_box.store.codec import IV_BYTES, TAG_BYTES, object_record
@@ -67,16 +67,15 @@ class _Plan:
             public_key=self.public_key,
             sealed_private=self.sealed,
         )
-        now = await sql_now(tx)
         keys = [(key_id, wrapped, iv) for _, key_id, wrapped, iv, _ in self.entries]
-        await keys_repo.insert_keys(tx, self.user_id, DEFAULT_SERVER, keys, now)
-        rows = await objects_repo.insert_objects(tx, self.user_id, [entry[4] for entry in self.entries], now)
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("key_created", {"key_id": key_id, "user_id": self.user_id, "created_at": now})
+        await keys_repo.insert_keys(tx, self.user_id, DEFAULT_SERVER, keys)
+        rows = await objects_repo.insert_objects(tx, self.user_id, [entry[4] for entry in self.entries])
+        events: list[tuple[str, Any]] = [
+            ("key_created", {"key_id": key_id, "user_id": self.user_id, "created_at": tx.now})
             for key_id, _, _ in keys
         ]
-        events += [("object_created", msgspec.to_builtins(object_record(row))) for row in rows]
-        await record_events(tx, self.user_id, events, now)
+        events += [("object_created", object_record(row)) for row in rows]
+        await record_events(tx, self.user_id, events)
         await keys_repo.insert_stores(
             tx,
             self.user_id,

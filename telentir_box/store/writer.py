@@ -18,7 +18,7 @@ from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import keys as keys_repo
 from telentir_box.db import objects as objects_repo
-from telentir_box.db.database import Database, Transaction, sql_now
+from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import record_events
 from telentir_box.errors import NotFound, ValidationFailed
 from telentir_box.ids import new_id
@@ -74,15 +74,14 @@ async def write_for_user(
 
     async def write(tx: Transaction) -> list[ObjectRecord]:
         # A handful of statements per batch, whatever its size: ingestion is bulk work.
-        now = await sql_now(tx)
-        await keys_repo.insert_keys(tx, user_id, row.name, [(i.key_id, i.wrapped, i.iv) for i in sealed], now)
-        rows = await objects_repo.insert_objects(tx, user_id, [item.new for item in sealed], now)
+        await keys_repo.insert_keys(tx, user_id, row.name, [(i.key_id, i.wrapped, i.iv) for i in sealed])
+        rows = await objects_repo.insert_objects(tx, user_id, [item.new for item in sealed])
         records = [object_record(r) for r in rows]
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("key_created", {"key_id": i.key_id, "user_id": user_id, "created_at": now}) for i in sealed
+        events: list[tuple[str, Any]] = [
+            ("key_created", {"key_id": i.key_id, "user_id": user_id, "created_at": tx.now}) for i in sealed
         ]
-        events += [("object_created", msgspec.to_builtins(record)) for record in records]
-        await record_events(tx, user_id, events, now)
+        events += [("object_created", record) for record in records]
+        await record_events(tx, user_id, events)
         if in_transaction is not None:
             await in_transaction(tx)
         return records
