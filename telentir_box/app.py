@@ -21,6 +21,7 @@ from telentir_box.config import Config
 from telentir_box.connect.routes import connect_routes
 from telentir_box.events.routes import event_routes
 from telentir_box.health import health
+from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
@@ -79,7 +80,9 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
         debug=False,
     )
     # Route middleware never sees unmatched paths (404/405) or CORS preflights; wrapping
-    # the app's outermost handler gives every response its request id and headers.
+    # the app's outermost handler gives every response its request id and headers, those
+    # of the object hot path included.
     https = config.server.public_url.startswith("https://")
-    app.asgi_handler = request_context_middleware(https=https)(app.asgi_handler)
+    hot_path = object_hot_path(app.asgi_handler, provide_box)
+    app.asgi_handler = request_context_middleware(https=https)(hot_path)
     return app

@@ -59,6 +59,9 @@ def test_2fa_login_requires_code_and_pending_token_is_confined(client: TestClien
         ("POST", "/api/auth/2fa/enable"),
         ("GET", "/api/team/members"),
         ("POST", "/api/auth/phone/send"),
+        # the object hot path (store/hot_path.py) applies the same rule
+        ("GET", "/api/objects/obj_0123456789abcdef0123"),
+        ("PUT", "/api/objects"),
     ):
         refused = call(client, method, path, pending)
         assert refused.status_code == 401, path

@@ -17,6 +17,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Scope
 
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
@@ -29,13 +30,13 @@ _ROLE_RANK = {"member": 0, "admin": 1, "owner": 2}
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The caller's credential: the Authorization header's, else the `token` cookie's."""
-    return header_token(connection) or connection.cookies.get(COOKIE) or None
+    return header_token(connection.scope) or connection.cookies.get(COOKIE) or None
 
 
-def header_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+def header_token(scope: Scope) -> str | None:
     # Read the raw ASGI headers: building Litestar's Headers object costs more than the
     # rest of an authenticated lookup. Header names arrive lower-cased.
-    for name, raw in connection.scope["headers"]:
+    for name, raw in scope["headers"]:
         if name == b"authorization":
             scheme, _, value = raw.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and value.strip():
@@ -54,21 +55,30 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     return state["principal"]
 
 
-async def requires_auth(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    principal = await current_principal(connection)
+def admit(principal: Principal | None, *, allow_2fa_pending: bool = False, phone: bool = False) -> Principal:
+    """The access rule of the guards below, in one place: a caller, past its 2FA step
+    unless the route allows otherwise, and with a verified phone where `phone`."""
     if principal is None:
         raise Unauthorized()
-    if principal.two_factor_pending and not handler.opt.get("allow_2fa_pending"):
+    if principal.two_factor_pending and not allow_2fa_pending:
         raise TwoFactorRequired()
+    if phone and not principal.phone_verified:
+        raise PhoneVerificationRequired()
+    return principal
+
+
+async def requires_auth(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    admit(await current_principal(connection), allow_2fa_pending=handler.opt.get("allow_2fa_pending", False))
 
 
 async def requires_object_auth(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    await requires_auth(connection, handler)
-    principal = connection.scope["state"]["principal"]
-    if not principal.phone_verified:
-        raise PhoneVerificationRequired()
+    admit(
+        await current_principal(connection),
+        allow_2fa_pending=handler.opt.get("allow_2fa_pending", False),
+        phone=True,
+    )
 
 
 def requires_role(minimum: str) -> Guard:

@@ -140,7 +140,7 @@ class AuthController(Controller):
         status = signin.status_of(principal.phone_verified, principal.two_factor_pending)
         # Echoed only to a caller that sent the session token itself: one signed in by
         # the HttpOnly cookie must not get it back where page scripts can read it.
-        token = header_token(request) if principal.session_id else None
+        token = header_token(request.scope) if principal.session_id else None
         return {"status": status, "token": token, "auth": auth}
 
     @route("/logout", http_method=["GET", "POST"], status_code=200)

@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import Scope
 
 from telentir_box.errors import AppError
 
@@ -35,36 +36,34 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, "code": code, "message": message, **extra}
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
-) -> Response[Any]:
-    return Response(
-        error_body(code, message, **extra),
-        status_code=status,
-        headers=headers,
-        media_type=MediaType.JSON,
-    )
-
-
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    status, body, headers = error_answer(exc, request.scope)
+    return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
+
+
+def error_answer(exc: Exception, scope: Scope) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """The status, body and headers answering `exc`; a crash is logged with the request id."""
     if isinstance(exc, AppError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return exc.status, error_body(exc.code, exc.message), exc.headers
     if isinstance(exc, ValidationException):
-        return error_response(400, "VALIDATION_ERROR", _validation_message(exc))
+        return 400, error_body("VALIDATION_ERROR", _validation_message(exc)), None
     if isinstance(exc, RecursionError) and "deserializing" in str(exc):
         # msgspec's answer to a body like [[[[...]]]] nested past Python's recursion limit.
-        return error_response(400, "VALIDATION_ERROR", "Invalid request body: JSON nested too deeply")
+        return 400, error_body("VALIDATION_ERROR", "Invalid request body: JSON nested too deeply"), None
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         status = exc.status_code
         message = _HTTP_MESSAGES.get(status) or exc.detail
-        return error_response(status, _HTTP_CODES.get(status, "HTTP_ERROR"), message, exc.headers)
-    request_id = request.scope.get("state", {}).get("request_id")
+        return status, error_body(_HTTP_CODES.get(status, "HTTP_ERROR"), message), exc.headers
     log.error(
         "unhandled error",
         exc_info=exc,
-        extra={"request_id": request_id, "method": request.method, "path": request.url.path},
+        extra={
+            "request_id": scope.get("state", {}).get("request_id"),
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+        },
     )
-    return error_response(500, "INTERNAL_ERROR", "Internal server error")
+    return 500, error_body("INTERNAL_ERROR", "Internal server error"), None
 
 
 def _validation_message(exc: ValidationException) -> str:
