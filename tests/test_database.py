@@ -24,9 +24,26 @@ async def test_database_pragmas_in_force(db: Database) -> None:
     assert next(iter(rows))[0] == "wal"
     assert next(iter(await db.writer.execute_fetchall("PRAGMA synchronous")))[0] == 2  # FULL
     assert next(iter(await db.writer.execute_fetchall("PRAGMA foreign_keys")))[0] == 1
+    # the checkpointer's job, never the committing writer's
+    assert next(iter(await db.writer.execute_fetchall("PRAGMA wal_autocheckpoint")))[0] == 0
     async with db.reading() as conn:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             await conn.execute("INSERT INTO events (user_id, type, data) VALUES ('u', 't', x'00')")
+
+
+async def test_database_checkpoints_in_the_background(db: Database) -> None:
+    """The writer never checkpoints, so only the checkpointer moves committed pages from
+    the WAL into the database file."""
+    payload = {"blob": "x" * 3000}
+    for _ in range(20):
+        await asyncio.gather(*(db.write(lambda tx: record_event(tx, "u", "x", payload)) for _ in range(10)))
+    written = 200 * 3000
+    deadline = asyncio.get_running_loop().time() + 10
+    while db.path.stat().st_size < written and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert db.path.stat().st_size >= written
+    async with db.reading() as conn:
+        assert len(await events_after(conn, "u", 0, 500)) == 200
 
 
 async def test_database_group_commit_isolates_a_failing_write(db: Database) -> None:

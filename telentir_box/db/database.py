@@ -1,5 +1,11 @@
-"""The SQLite database: one writer that group-commits whole write functions, and a
-small pool of read-only connections. Every connection is opened the same way."""
+"""The SQLite database: one writer that group-commits whole write functions, a small
+pool of read-only connections and a checkpointer. Every connection is opened the same way.
+
+Checkpoints (copying the WAL's pages into the database file, with an fsync) run on the
+checkpointer's own connection in a thread, at most every CHECKPOINT_INTERVAL while
+writes come in, not inside the writer's COMMIT as SQLite's automatic checkpoint does:
+there every thousandth page stalled the group commit, and with it every request waiting
+for that commit (under load a quarter of PUT throughput and twice the p99)."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from telentir_box.errors import AppError
 
 T = TypeVar("T")
 log = logging.getLogger("telentir_box.db")
+CHECKPOINT_INTERVAL = 0.1  # seconds
 
 WriteFn = Callable[["Transaction"], Awaitable[T]]
 
@@ -64,14 +71,24 @@ class Database:
         self._all_readers: list[Connection] = []
         self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._checkpointer: Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._committed = asyncio.Event()
+        self._closing = False
 
     async def open(self) -> None:
         self._writer = await self._connect(read_only=False)
+        await self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         for _ in range(self.read_pool_size):
             reader = await self._connect(read_only=True)
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
+        self._checkpointer = await self._connect(read_only=False)
         self._writer_task = asyncio.create_task(self._write_loop(), name="db-writer")
+        self._committed.set()  # what migrations left in the WAL
+        self._checkpoint_task = asyncio.create_task(
+            self._checkpoint_loop(self._checkpointer), name="db-checkpoint"
+        )
 
     async def _connect(self, *, read_only: bool) -> Connection:
         conn = await connect(self.path)
@@ -97,6 +114,15 @@ class Database:
             self._jobs.put_nowait(None)
             await self._writer_task
             self._writer_task = None
+        if self._checkpoint_task is not None:
+            # Not cancelled: a checkpoint in its thread must finish before the connection closes.
+            self._closing = True
+            self._committed.set()
+            await self._checkpoint_task
+            self._checkpoint_task = None
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
+            self._checkpointer = None
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
@@ -138,6 +164,19 @@ class Database:
             if stop:
                 return
 
+    async def _checkpoint_loop(self, conn: Connection) -> None:
+        while True:
+            await self._committed.wait()
+            if self._closing:
+                return
+            self._committed.clear()
+            try:
+                # PASSIVE: copies what it can without waiting on the writer or on readers.
+                await conn.run_blocking("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception as exc:  # e.g. a full disk: the WAL keeps every page meanwhile
+                log.error("checkpoint failed", exc_info=exc)
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+
     async def _commit_batch(self, batch: list[_Job]) -> None:
         """Group commit: one transaction, one fsync, for every job in the batch. Each job
         runs inside its own savepoint so a failing job is undone alone."""
@@ -164,6 +203,7 @@ class Database:
                     await conn.execute("RELEASE job")
                 done.append((job, result, tx))
             await conn.run_blocking("COMMIT")
+            self._committed.set()
         except Exception as exc:
             if conn.in_transaction:
                 await conn.execute("ROLLBACK")
