@@ -121,13 +121,13 @@ async def _initialise_database(db: Database, data_dir: Path, report: InitReport)
     new_key = None if has_platform_key else await asyncio.to_thread(rsa_keys.generate_private_key)
     setup_token = "tbs_" + secrets.token_urlsafe(32)
 
-    async def write(tx: Transaction) -> None:
+    async def write(tx: Transaction) -> list[str]:
+        created = []
         secret = secrets.token_bytes(32)
         if await secrets_repo.insert_secret(tx, SESSION_SECRET, box_sealer.seal(secret, b"session")):
-            report.created.append("session-signing secret")
+            created.append("session-signing secret")
         if await secrets_repo.insert_secret(tx, SETUP_TOKEN, box_sealer.seal(setup_token.encode(), b"setup")):
-            report.created.append("setup token")
-            report.setup_token = setup_token
+            created.append("setup token")
         if new_key is not None:
             await secrets_repo.insert_platform_key(
                 tx,
@@ -136,9 +136,13 @@ async def _initialise_database(db: Database, data_dir: Path, report: InitReport)
                 platform_sealer.seal(rsa_keys.private_key_der(new_key), PLATFORM_KEY_NAME.encode()),
                 current=True,
             )
-            report.created.append(f"platform keypair '{PLATFORM_KEY_NAME}'")
+            created.append(f"platform keypair '{PLATFORM_KEY_NAME}'")
+        return created
 
-    await db.write(write)
+    # The report is filled from what the committed run returned (a write may run twice).
+    report.created += await db.write(write)
+    if "setup token" in report.created:
+        report.setup_token = setup_token
 
 
 async def load_keyring(config: Config, db: Database) -> Keyring:

@@ -133,7 +133,8 @@ class Database:
             self._writer = None
 
     async def write(self, fn: WriteFn[T]) -> T:
-        """Run `fn` inside a write transaction; return its result once it has committed."""
+        """Run `fn` inside a write transaction; return its result once it has committed.
+        `fn` may run more than once (see `_commit_batch`), so it acts only through `tx`."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.put_nowait(_Job(fn, future))
         return await future
@@ -178,28 +179,55 @@ class Database:
             await asyncio.sleep(CHECKPOINT_INTERVAL)
 
     async def _commit_batch(self, batch: list[_Job]) -> None:
-        """Group commit: one transaction, one fsync, for every job in the batch. Each job
-        runs inside its own savepoint so a failing job is undone alone."""
+        """Group commit: one transaction, one fsync, for every job in the batch. The jobs
+        run back to back; if one fails, the transaction is rolled back and the batch runs
+        again with each job inside its own savepoint, so the failing job is undone alone.
+        (Savepoints for every job would cost each write a twentieth more, for a case that
+        is rare.) So a write function may run twice: it must act only through its
+        Transaction, and its caller sees what the committed run returned."""
+        done = await self._run_batch(batch, savepoints=False)
+        if done is None:
+            done = await self._run_batch(batch, savepoints=True)
+        assert done is not None
+        events = [event for _, _, tx in done for event in tx.events]
+        touched = set().union(*(tx.touched for _, _, tx in done))
+        if touched:
+            # Before the callers resume, so no request can read a stale cache entry.
+            self.on_touched(touched)
+        for job, result, _ in done:
+            if not job.future.done():
+                job.future.set_result(result)
+        if events:
+            self.on_commit(events)
+
+    async def _run_batch(
+        self, batch: list[_Job], *, savepoints: bool
+    ) -> list[tuple[_Job, Any, Transaction]] | None:
+        """The committed jobs with their results and transactions (the failed ones are
+        failed), or None, with nothing changed, when a job of a batch without
+        savepoints failed."""
         conn = self.writer
-        isolate = len(batch) > 1
         done: list[tuple[_Job, Any, Transaction]] = []
         try:
             await conn.run_blocking("BEGIN IMMEDIATE")
             now = utc_now()
             for job in batch:
                 tx = Transaction(conn, now)
-                if isolate:
+                if savepoints:
                     await conn.execute("SAVEPOINT job")
                 try:
                     result = await job.fn(tx)
                 except Exception as exc:
-                    if not isolate:
-                        raise
+                    if not savepoints:
+                        if len(batch) == 1:
+                            raise
+                        await conn.execute("ROLLBACK")
+                        return None
                     await conn.execute("ROLLBACK TO job")
                     await conn.execute("RELEASE job")
                     _fail(job, exc)
                     continue
-                if isolate:
+                if savepoints:
                     await conn.execute("RELEASE job")
                 done.append((job, result, tx))
             await conn.run_blocking("COMMIT")
@@ -211,17 +239,8 @@ class Database:
                 _fail(job, exc)
             if not isinstance(exc, AppError):
                 log.error("write transaction failed", exc_info=exc)
-            return
-        events = [event for _, _, tx in done for event in tx.events]
-        touched = set().union(*(tx.touched for _, _, tx in done))
-        if touched:
-            # Before the callers resume, so no request can read a stale cache entry.
-            self.on_touched(touched)
-        for job, result, _ in done:
-            if not job.future.done():
-                job.future.set_result(result)
-        if events:
-            self.on_commit(events)
+            return []
+        return done
 
 
 class _ReadLease:
