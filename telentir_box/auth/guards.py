@@ -6,6 +6,9 @@ dependency that hands the resolved caller to handlers.
   the route sets opt={"allow_2fa_pending": True}.
 - requires_object_auth: requires_auth plus a verified phone (403 PHONE_VERIFICATION_REQUIRED).
 - requires_role("admin"), requires_super_admin: 403 FORBIDDEN.
+
+`admit` is the rule itself, shared with the object hot path (store/hot_path.py), which
+answers its requests ahead of Litestar's guards.
 """
 
 from __future__ import annotations

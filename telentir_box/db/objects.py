@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from telentir_box.db.connection import Connection, Row
 from telentir_box.db.database import Transaction
@@ -107,7 +108,8 @@ async def insert_objects(tx: Transaction, user_id: str, objects: Sequence[NewObj
     return [_new_row(first + i, user_id, o, tx.now) for i, o in enumerate(objects)]
 
 
-def _values(user_id: str, new: NewObject, now: str) -> tuple[object, ...]:
+def _values(user_id: str, new: NewObject, now: str) -> tuple[Any, ...]:
+    """An inserted row's columns after seq, in ObjectRow's order."""
     return (
         new.id,
         user_id,
@@ -123,18 +125,7 @@ def _values(user_id: str, new: NewObject, now: str) -> tuple[object, ...]:
 
 def _new_row(seq: int, user_id: str, new: NewObject, now: str) -> ObjectRow:
     """The row as inserted, without reading it back (RETURNING doubles an insert's cost)."""
-    return ObjectRow(
-        seq,
-        new.id,
-        user_id,
-        new.key_id,
-        new.related_object_id,
-        new.content,
-        new.auth_tag,
-        new.metadata,
-        now,
-        now,
-    )
+    return ObjectRow(seq, *_values(user_id, new, now))
 
 
 async def get_object(conn: Connection, user_id: str, object_id: str) -> ObjectRow | None:
