@@ -1,4 +1,5 @@
 import asyncio
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -71,6 +72,31 @@ async def test_database_group_commit_isolates_a_failing_write(db: Database) -> N
     assert sorted(stored) == sorted(f"u{i}" for i in range(30) if i % 3)
     # Only committed events are fanned out, in log order.
     assert [e.id for e in published] == sorted(ok)
+
+
+async def test_database_retried_group_delivers_what_the_committed_run_wrote(db: Database) -> None:
+    """A failing write makes its group run again; each caller then gets what the run
+    that committed returned, not the first run's result."""
+    runs: list[int] = []
+
+    def writer(i: int, fail: bool):
+        async def fn(tx: Transaction) -> str:
+            runs.append(i)
+            token = secrets.token_hex(8)  # differs between runs
+            await record_event(tx, f"r{i}", "x", {"token": token})
+            if fail:
+                raise Conflict("no")
+            return token
+
+        return fn
+
+    results = await asyncio.gather(*(db.write(writer(i, i == 5)) for i in range(10)), return_exceptions=True)
+    assert len(runs) > 10  # the ten writes formed one group, which ran again
+    async with db.reading() as conn:
+        for i, result in enumerate(results):
+            stored = [e.payload["token"] for e in await events_after(conn, f"r{i}", 0, 10)]
+            assert stored == ([] if i == 5 else [result])
+    assert isinstance(results[5], Conflict)
 
 
 async def test_database_single_failing_write_leaves_nothing(db: Database) -> None:
