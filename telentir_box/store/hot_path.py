@@ -23,10 +23,11 @@ from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.ids import is_valid_id
 from telentir_box.store import objects
-from telentir_box.store.models import ObjectWrite
+from telentir_box.store.models import ObjectRecord, ObjectWrite
 from telentir_box.web.errors import error_answer
 
 _OBJECTS = "/api/objects"
+_ONE_OBJECT = _OBJECTS + "/"
 _encode = msgspec.json.Encoder().encode
 _decode_write = msgspec.json.Decoder(ObjectWrite).decode
 
@@ -35,25 +36,19 @@ def object_hot_path(app: ASGIApp, get_box: Callable[[], Box]) -> ASGIApp:
     """Wrap Litestar's ASGI handler `app`; `get_box` gives the running Box."""
 
     async def hot_path(scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"] if scope["type"] == "http" else ""
-        if path.startswith(_OBJECTS):
-            token = _plain_bearer(scope)
-            if token is not None:
-                method = scope["method"]
-                object_id = path[len(_OBJECTS) + 1 :]
-                if (
-                    method == "GET"
-                    and path[len(_OBJECTS) : len(_OBJECTS) + 1] == "/"
-                    and is_valid_id(object_id)
-                ):
+        if scope["type"] == "http" and scope["path"].startswith(_OBJECTS):
+            path, method, token = scope["path"], scope["method"], _plain_bearer(scope)
+            if token is not None and method == "GET" and path.startswith(_ONE_OBJECT):
+                object_id = path.removeprefix(_ONE_OBJECT)
+                if is_valid_id(object_id):
                     await _get_object(get_box(), token, object_id, scope, send)
                     return
-                if method in ("PUT", "POST") and path == _OBJECTS:
-                    box = get_box()
-                    length = _content_length(scope)
-                    if length is not None and length <= box.config.server.max_body_bytes:
-                        await _create_object(box, token, scope, receive, send, app)
-                        return
+            if token is not None and method in ("PUT", "POST") and path == _OBJECTS:
+                box = get_box()
+                length = _content_length(scope)
+                if length is not None and length <= box.config.server.max_body_bytes:
+                    await _create_object(box, token, scope, receive, send, app)
+                    return
         await app(scope, receive, send)
 
     return hot_path
@@ -72,17 +67,15 @@ async def _get_object(box: Box, token: str, object_id: str, scope: Scope, send: 
 async def _create_object(
     box: Box, token: str, scope: Scope, receive: Receive, send: Send, app: ASGIApp
 ) -> None:
+    record: ObjectRecord | None = None
     try:
         principal = await _caller(box, token, scope)  # before the body is read, as a guard
         body = await _read_body(receive)
         if body is None:
             return  # the client went away
         write = _decoded(body)
-        record = (
-            None
-            if write is None
-            else await objects.create_object(box.db, principal.user_id, write, box.config.store)
-        )
+        if write is not None:
+            record = await objects.create_object(box.db, principal.user_id, write, box.config.store)
     except Exception as exc:
         await _answer_error(exc, scope, send)
         return
