@@ -42,10 +42,9 @@ async def record_event(tx: Transaction, user_id: str, type: str, payload: Any) -
     return event
 
 
-async def record_events(
-    tx: Transaction, user_id: str, items: Sequence[tuple[str, dict[str, Any]]]
-) -> list[Event]:
-    """Record many events of one user in one statement (bulk writes)."""
+async def record_events(tx: Transaction, user_id: str, items: Sequence[tuple[str, Any]]) -> list[Event]:
+    """Record many events of one user in one statement (bulk writes); each item is a
+    type and a payload msgspec encodes."""
     encoded = [(type, msgspec.json.encode(payload)) for type, payload in items]
     await tx.conn.executemany(
         "INSERT INTO events (user_id, type, data, created_at) VALUES (?, ?, ?, ?)",

@@ -32,8 +32,8 @@ _HTTP_MESSAGES = {
 }
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": message, "code": code, "message": message, **extra}
+def error_body(code: str, message: str) -> dict[str, str]:
+    return {"error": message, "code": code, "message": message}
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
