@@ -3,6 +3,7 @@ environment as TELENTIR_BOX_<SECTION>__<KEY>. With no file the embedded defaults
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -34,6 +35,11 @@ class ServerConfig(_Section):
     cors_origins: list[str] = []
     max_body_bytes: int = 1_048_576
     shutdown_timeout: float = 3.0
+    trusted_proxies: list[str] = []
+    header_timeout: float = 10.0
+    max_header_bytes: int = 16_384
+    max_header_block_bytes: int = 65_536
+    max_connections: int = 8192
 
     def __post_init__(self) -> None:
         # Browsers send the session cookie to these origins and let them read the
@@ -44,6 +50,21 @@ class ServerConfig(_Section):
                 raise ValueError(
                     f"cors_origins entries must be origins such as https://app.example.com, not {origin!r}"
                 )
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies entries must be addresses or networks such as 10.0.0.0/8, not {proxy!r}"
+                ) from None
+        if not 0 < self.header_timeout <= 300:
+            raise ValueError("header_timeout must be between 0 and 300 seconds")
+        if not 1024 <= self.max_header_bytes <= self.max_header_block_bytes <= 16_777_216:
+            raise ValueError(
+                "max_header_bytes must be at least 1024 and at most max_header_block_bytes (at most 16 MiB)"
+            )
+        if self.max_connections < 16:
+            raise ValueError("max_connections must be at least 16")
 
 
 class DataConfig(_Section):
@@ -139,6 +160,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     connect: ConnectConfig = msgspec.field(default_factory=ConnectConfig)
     billing: BillingConfig = msgspec.field(default_factory=BillingConfig)
+
+    def __post_init__(self) -> None:
+        # Every event stream holds a connection, so the cap on connections must carry them.
+        if self.events.max_streams > self.server.max_connections:
+            raise ValueError("events.max_streams must not exceed server.max_connections")
 
     @property
     def data_dir(self) -> Path:

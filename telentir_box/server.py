@@ -16,6 +16,8 @@ import uvicorn
 from telentir_box.app import create_app
 from telentir_box.config import Config
 from telentir_box.datadir import exclusive_use
+from telentir_box.open_files import connection_cap, raise_open_file_limit
+from telentir_box.web.connections import KEEP_ALIVE_SECONDS, ConnectionLimits, protocol_class
 
 log = logging.getLogger("telentir_box")
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
@@ -50,6 +52,9 @@ class BoxServer(uvicorn.Server):
 
 
 async def serve(config: Config) -> int:
+    open_files = raise_open_file_limit()
+    max_connections = connection_cap(config, open_files)
+    log.info("open-file limit", extra={"open_files": open_files, "max_connections": max_connections})
     app = create_app(config)
     server = BoxServer(
         uvicorn.Config(
@@ -59,7 +64,11 @@ async def serve(config: Config) -> int:
             lifespan="on",
             log_config=None,
             access_log=False,
-            proxy_headers=True,
+            http=protocol_class(ConnectionLimits.of(config.server, max_connections)),
+            # The keep-alive wait is also the deadline for the next request's header.
+            timeout_keep_alive=min(KEEP_ALIVE_SECONDS, config.server.header_timeout),  # type: ignore[arg-type]
+            proxy_headers=bool(config.server.trusted_proxies),
+            forwarded_allow_ips=config.server.trusted_proxies,
             server_header=False,
             timeout_graceful_shutdown=config.server.shutdown_timeout,
         )

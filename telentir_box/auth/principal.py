@@ -1,6 +1,6 @@
 """Who is calling: resolves a session JWT or an API key to a Principal from
 server-side state (session row, key row, user row), with a small in-memory cache
-that every committed change to auth state clears."""
+of resolved credentials that every committed change to auth state clears."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ API_KEY_PREFIX = "tbx_"
 # Changes made by another process (the admin CLI) are picked up within this many seconds;
 # changes made through this process clear the cache at once.
 CACHE_SECONDS = 2.0
+# Entries are a 32-byte digest and a Principal (a few hundred bytes in all): a few MB at most.
 CACHE_MAX = 10_000
 
 
@@ -42,7 +43,9 @@ class Authenticator:
         self._db = db
         self._secret = session_secret
         self._pepper = api_key_pepper
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # Only credentials that resolved, keyed by a digest: a refused token of any
+        # length leaves nothing behind, and no raw secret lingers here.
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
         # Last use of each API key (epoch seconds: cheap on every request), flushed to
         # the database in the background.
         self.api_key_use: dict[str, float] = {}
@@ -57,15 +60,20 @@ class Authenticator:
     async def resolve(self, token: str) -> Principal | None:
         """The principal for a bearer token or cookie value, or None if it is not valid now."""
         now = time.monotonic()
-        cached = self._cache.get(token)
+        key = hashlib.blake2b(token.encode(), digest_size=32).digest()
+        cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
-            principal = await self._lookup(token)
+            found = await self._lookup(token)
+            if found is None:
+                self._cache.pop(key, None)  # a credential revoked since it was cached
+                return None
+            principal = found
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
-            self._cache[token] = (now + CACHE_SECONDS, principal)
-        if principal is not None and principal.api_key_id is not None:
+            self._cache[key] = (now + CACHE_SECONDS, principal)
+        if principal.api_key_id is not None:
             self.api_key_use[principal.api_key_id] = time.time()
         return principal
 
