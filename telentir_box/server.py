@@ -54,7 +54,6 @@ class BoxServer(uvicorn.Server):
 async def serve(config: Config) -> int:
     open_files = raise_open_file_limit()
     max_connections = connection_cap(config, open_files)
-    log.info("open-file limit", extra={"open_files": open_files, "max_connections": max_connections})
     app = create_app(config)
     server = BoxServer(
         uvicorn.Config(
@@ -74,6 +73,7 @@ async def serve(config: Config) -> int:
         )
     )
     with exclusive_use(config.data_dir, "telentir-box serve"):
+        log.info("open-file limit", extra={"open_files": open_files, "max_connections": max_connections})
         log.info(
             "telentir-box listening",
             extra={"url": f"http://{config.server.host}:{config.server.port}/api"},
