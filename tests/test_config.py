@@ -47,6 +47,11 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
         ("", {"TELENTIR_BOX_SERVER__PORT": "eighty"}, "server.port"),
         ("[server]\ncors_origins = ['*']\n", {}, "cors_origins"),
         ("", {"TELENTIR_BOX_SERVER__CORS_ORIGINS": '["https://app.example.com/path"]'}, "cors_origins"),
+        ("[server]\ntrusted_proxies = ['*']\n", {}, "trusted_proxies"),
+        ("[server]\ntrusted_proxies = ['proxy.local']\n", {}, "trusted_proxies"),
+        ("[server]\nheader_timeout = 0\n", {}, "header_timeout"),
+        ("[server]\nmax_header_bytes = 70000\n", {}, "max_header_bytes"),
+        ("[server]\nmax_connections = 1000\n", {}, "max_streams must not exceed server.max_connections"),
     ],
 )
 def test_config_errors_name_the_key_in_one_line(
