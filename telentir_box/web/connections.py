@@ -152,7 +152,8 @@ class BoxHttpProtocol(HttpToolsProtocol):
     def _refuse_header(self) -> None:
         self._refused = True
         self.transport.write(HEADERS_TOO_LARGE)
-        self.transport.write_eof()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
         self._unset_keepalive_if_required()
         self.timeout_keep_alive_task = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
