@@ -90,6 +90,10 @@ BAD_QUERIES = [
     "?cursor=abc",
     "?cursor=-5",
     "?cursor=" + "9" * 19,
+    # digits of other scripts, which str.isdigit and int() accept
+    "?cursor=١٢٣",
+    "?cursor=%C2%B2",
+    "?limit=١٢",
     "?event=Login%20OR%201=1",
     "?event=" + "e" * 65,
 ]

@@ -10,7 +10,17 @@ import jwt
 import pytest
 from litestar.testing import TestClient
 
-from tests.auth_support import FAST_ENV, JSON, OWNER, PASSWORD, call, login, register, setup_owner, setup_token
+from tests.auth_support import (
+    FAST_ENV,
+    JSON,
+    OWNER,
+    PASSWORD,
+    call,
+    login,
+    register,
+    setup_owner,
+    setup_token,
+)
 
 
 @pytest.fixture
@@ -203,6 +213,7 @@ REGISTRATION = {
         ("/api/auth/register", {**REGISTRATION, "firstName": "A" * 101}, "firstName"),
         ("/api/auth/register", {**REGISTRATION, "email": "r" * 320 + "@example.com"}, "email"),
         ("/api/auth/register", {**REGISTRATION, "phone": "+1" * 20}, "phone"),
+        ("/api/auth/register", {**REGISTRATION, "phone": "+١٤١٥٥٥٥٠١٠٠"}, "phone"),
         ("/api/auth/register", {**REGISTRATION, "password": "p" * 1025}, "password"),
         ("/api/auth/register", {**REGISTRATION, "inviteToken": "t" * 201}, "inviteToken"),
         ("/api/auth/register", {**REGISTRATION, "role": "owner"}, "role"),
