@@ -287,7 +287,7 @@ def register_member(client: TestClient, owner: str, email: str) -> str:
 
 
 # Digits of other scripts pass str.isdigit and int(), and made hmac.compare_digest raise.
-NON_ASCII_CODES = ["١٢٣٤٥٦", "１２３４５６", "12345é"]
+NON_ASCII_CODES = ["١٢٣٤٥٦", "\uff11\uff12\uff13\uff14\uff15\uff16", "12345é"]
 
 
 def test_2fa_non_ascii_codes_are_a_400_on_every_route(client: TestClient, data_dir: Path) -> None:

@@ -438,7 +438,7 @@ def test_store_servers_stay_with_their_owner(
         "/objects?cursor=%EF%BC%91",
         "/objects?limit=١٢",
         "/objects/publish/contacts?cursor=١٢٣",
-        "/objects/publish/contacts?limit=１２",
+        "/objects/publish/contacts?limit=\uff11\uff12"  # fullwidth,
         "/objects/publish/contacts?limit=1001",
         "/objects/publish/contacts?limit=0",
         "/objects/publish/contacts?cursor=1.5",
