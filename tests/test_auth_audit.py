@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from tests.auth_support import FAST_ENV, OWNER, call, login, register, setup_owner
+from telentir_box.db import identity as identity_repo
+from telentir_box.db.database import Database, Transaction
+from telentir_box.db.migrate import apply_migrations, available_migrations
+from tests.auth_support import FAST_ENV, OWNER, all_audit, call, login, register, setup_owner
 
 
 @pytest.fixture
@@ -189,3 +192,29 @@ def test_audit_routes_are_in_the_openapi_schema(client: TestClient) -> None:
     assert listed == {"user_id", "event", "cursor", "limit"}
     assert {p["name"] for p in paths["/api/auth/audit"]["get"]["parameters"]} == {"event", "cursor", "limit"}
     assert "post" in paths["/api/auth/2fa/recovery-codes"]
+
+
+async def test_migration_forgets_text_typed_for_unknown_accounts(tmp_path: Path) -> None:
+    """Rows written before the fix kept what was typed as the email of an unknown
+    account (perhaps a password); the migration empties exactly those details."""
+    database = Database(tmp_path / "t.sqlite3", read_pool_size=1)
+    await database.open()
+    every = available_migrations()
+    forgets = next(m for m in every if m.name == "audit_forgets_typed_text")
+    try:
+        await apply_migrations(database.writer, [m for m in every if m is not forgets])
+
+        async def old_rows(tx: Transaction) -> None:
+            typed = {"email": "my secret passphrase"}
+            await identity_repo.insert_audit(tx, "login_failed", detail=typed)
+            await identity_repo.insert_audit(tx, "password_reset_unknown", detail=typed)
+            known = {"email": "ada@example.com"}
+            await identity_repo.insert_audit(tx, "login_failed", user_id="usr_" + "a" * 22, detail=known)
+
+        await database.write(old_rows)
+        assert await apply_migrations(database.writer, every) == [forgets]
+        async with database.reading() as conn:
+            details = [row.detail for row in await all_audit(conn)]
+        assert details == [{}, {}, {"email": "ada@example.com"}]
+    finally:
+        await database.close()
