@@ -2,13 +2,14 @@
 request whose credential is the session cookie must come from the box's own origin or
 an allowed one, and a JSON route reads only a body that says it is JSON.
 
-Both are app-wide guards, run before the route's own. A request whose credential is an
-Authorization header (session Bearer or API key) cannot be forged by a page without a
-CORS preflight, so the origin rule does not apply to it (nor to the object hot path,
-which serves only such requests)."""
+Both rules make one app-wide guard, run before the route's own. A request whose
+credential is an Authorization header (session Bearer or API key) cannot be forged by a
+page without a CORS preflight, so the origin rule does not apply to it (nor to the
+object hot path, which serves only such requests)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,16 +27,29 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def requires_own_origin(server: ServerConfig) -> Guard:
-    """The origin rule for `server`: allowed are `public_url`'s origin (or, while it is
-    unset, the origin the request was sent to) and every `cors_origins` entry."""
+def requires_first_party(server: ServerConfig) -> Guard:
+    """The app-wide guard: a state-changing request passes the origin rule for `server`,
+    then the body-type rule; any other request is not looked at."""
+    check_origin = origin_rule(server)
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if connection.scope["method"] in STATE_CHANGING:
+            check_origin(connection)
+            check_json_body(connection.scope, handler)
+
+    return guard
+
+
+def origin_rule(server: ServerConfig) -> Callable[[ASGIConnection[Any, Any, Any, Any]], None]:
+    """Refuse a request signed in by cookie unless it comes from `public_url`'s origin
+    (or, while that is unset, the origin it was sent to) or a `cors_origins` entry."""
     allowed = {origin_of(url) for url in [server.public_url, *server.cors_origins] if url}
     own_origin_from_host = not server.public_url
 
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        scope = connection.scope
-        if scope["method"] not in STATE_CHANGING or not _rides_cookie(connection):
+    def check(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        if not _rides_cookie(connection):
             return
+        scope = connection.scope
         claimed = claimed_origin(scope)
         if claimed is None:
             raise CrossSiteRefused("A request signed in by cookie must say where it comes from (Origin)")
@@ -43,17 +57,14 @@ def requires_own_origin(server: ServerConfig) -> Guard:
             return
         raise CrossSiteRefused(f"Requests signed in by cookie are not accepted from {claimed}")
 
-    return guard
+    return check
 
 
-async def requires_json_body(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
+def check_json_body(scope: Scope, handler: BaseRouteHandler) -> None:
     """A route reading a JSON body refuses a body of another declared type (a form, or
     text/plain: what a page can send cross-site without asking). A body with no
     Content-Type is read as JSON only from a caller with an Authorization header."""
-    scope = connection.scope
-    if scope["method"] not in STATE_CHANGING or not _reads_json(handler) or not _has_body(scope):
+    if not _reads_json(handler) or not _has_body(scope):
         return
     content_type = _header(scope, b"content-type")
     if content_type is None and header_token(scope) is not None:
