@@ -11,13 +11,19 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar.testing import TestClient
 
+from telentir_box.app import create_app
+from telentir_box.config import load_config
+from telentir_box.web.csrf import origin_of
 from tests.auth_support import (
     FAST_ENV,
     PASSWORD,
     FakeTwilio,
     bearer,
+    call,
     fake_twilio,
+    setup_owner,
     setup_token,
     sign_up,
     totp_code,
@@ -314,3 +320,45 @@ def test_typed_text_naming_no_account_never_reaches_the_database(
             assert secret.lower().encode() not in content, (path.name, secret)
     audit = send(http, "GET", "/api/audit", params={"event": "login_failed"}, headers=bearer(owner["token"]))
     assert [row["detail"] for row in audit.json()["items"]][:2] == [{}, {}]
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("HTTPS://Box.Example.COM:443/path?q=1", "https://box.example.com"),
+        ("http://127.0.0.1:3000/", "http://127.0.0.1:3000"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+        ("http://localhost:80", "http://localhost"),
+        ("null", None),
+        ("javascript:alert(1)", None),
+        ("http://box.example.com:99999", None),
+        ("file:///etc/passwd", None),
+    ],
+)
+def test_origin_of_writes_origins_as_browsers_do(url: str, origin: str | None) -> None:
+    assert origin_of(url) == origin
+
+
+def test_with_a_public_url_only_its_origin_may_use_the_cookie(data_dir: Path) -> None:
+    env = {
+        "TELENTIR_BOX_DATA__DIR": str(data_dir),
+        "TELENTIR_BOX_LOG__FORMAT": "text",
+        "TELENTIR_BOX_SERVER__PUBLIC_URL": "https://box.example.com",
+        **FAST_ENV,
+    }
+    with TestClient(create_app(load_config(environ=env)), base_url="http://127.0.0.1:3000") as client:
+        token = setup_owner(client, data_dir)
+        for origin in ("http://127.0.0.1:3000", "http://box.example.com", "https://box.example.com:8443"):
+            refused = call(
+                client, "PUT", "/api/api-keys", json={"name": "k"}, headers=cookie(token, origin=origin)
+            )
+            assert_refused(refused, 403, "CSRF_REJECTED")
+        assert call(client, "GET", "/api/api-keys", token).json() == []
+        created = call(
+            client,
+            "PUT",
+            "/api/api-keys",
+            json={"name": "k"},
+            headers=cookie(token, origin="https://box.example.com"),
+        )
+        assert created.status_code == 200, created.text
