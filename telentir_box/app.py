@@ -23,6 +23,7 @@ from telentir_box.events.routes import event_routes
 from telentir_box.health import health
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
+from telentir_box.web.csrf import requires_first_party
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 
@@ -68,6 +69,9 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
             "principal": Provide(provide_principal),
         },
         exception_handlers={Exception: handle_exception},
+        # Ahead of every route's own guards: a cross-site request is refused before it
+        # is authenticated, a body of the wrong type before it is read.
+        guards=[requires_first_party(config.server)],
         cors_config=cors,
         request_max_body_size=config.server.max_body_bytes,
         openapi_config=OpenAPIConfig(

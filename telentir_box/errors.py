@@ -37,6 +37,10 @@ class Forbidden(AppError):
     code, status, default_message = "FORBIDDEN", 403, "Forbidden"
 
 
+class CrossSiteRefused(AppError):
+    code, status, default_message = "CSRF_REJECTED", 403, "Cross-site request refused"
+
+
 class PhoneVerificationRequired(AppError):
     code, status, default_message = (
         "PHONE_VERIFICATION_REQUIRED",
@@ -59,6 +63,10 @@ class Conflict(AppError):
 
 class PayloadTooLarge(AppError):
     code, status, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    code, status, default_message = "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported media type"
 
 
 class RateLimited(AppError):

@@ -28,6 +28,9 @@ FAST_ENV = {
     "TELENTIR_BOX_AUTH__ARGON2_TIME_COST": "1",
 }
 PASSWORD = "correct horse battery"
+# A raw body declared as JSON: the JSON routes refuse an undeclared one from anonymous
+# and cookie callers (415).
+JSON = {"content-type": "application/json"}
 OWNER = "owner@example.com"
 
 

@@ -284,3 +284,35 @@ def register_member(client: TestClient, owner: str, email: str) -> str:
     invited = call(client, "POST", "/api/team/invites", owner, json={"email": email})
     assert invited.status_code == 201, invited.text
     return register(client, email, inviteToken=invited.json()["inviteToken"])
+
+
+# Digits of other scripts pass str.isdigit and int(), and made hmac.compare_digest raise.
+NON_ASCII_CODES = ["١٢٣٤٥٦", "\uff11\uff12\uff13\uff14\uff15\uff16", "12345é"]
+
+
+def test_2fa_non_ascii_codes_are_a_400_on_every_route(client: TestClient, data_dir: Path) -> None:
+    token = setup_owner(client, data_dir)
+    limiter = LimiterClock(client)
+    assert call(client, "POST", "/api/auth/2fa/enable", token).status_code == 200
+    for code in NON_ASCII_CODES:
+        refused = call(client, "POST", "/api/auth/2fa/confirm", token, json={"code": code})
+        assert (refused.status_code, refused.json()["code"]) == (400, "VALIDATION_ERROR"), code
+    assert call(client, "GET", "/api/auth", token).json()["auth"]["twoFactorConfigured"] is False
+
+    _, recovery = enrol(client, token)
+    pending = login(client, OWNER).json()["token"]
+    attempts = [
+        ("/api/auth/2fa/reset", token, "code"),
+        ("/api/auth/2fa/recovery-codes", token, "code"),
+        ("/api/auth/2fa/authenticate", pending, "code"),
+        ("/api/auth/2fa/authenticate", pending, "recoveryCode"),
+    ]
+    for path, credential, field in attempts:
+        limiter.advance(client.app.state.box.config.auth.lockout_seconds + 1)  # forget earlier guesses
+        for code in NON_ASCII_CODES:
+            refused = call(client, "POST", path, credential, json={field: code})
+            assert (refused.status_code, refused.json()["code"]) == (400, "VALIDATION_ERROR"), (path, code)
+    # nothing changed: 2FA still on, the pending session still pending, the codes still good
+    assert call(client, "GET", "/api/auth", token).json()["auth"]["twoFactorConfigured"] is True
+    done = call(client, "POST", "/api/auth/2fa/authenticate", pending, json={"recoveryCode": recovery[0]})
+    assert done.status_code == 200, done.text

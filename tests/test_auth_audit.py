@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from tests.auth_support import FAST_ENV, OWNER, call, login, register, setup_owner
+from telentir_box.db import identity as identity_repo
+from telentir_box.db.database import Database, Transaction
+from telentir_box.db.migrate import apply_migrations, available_migrations
+from tests.auth_support import FAST_ENV, OWNER, all_audit, call, login, register, setup_owner
 
 
 @pytest.fixture
@@ -90,6 +93,10 @@ BAD_QUERIES = [
     "?cursor=abc",
     "?cursor=-5",
     "?cursor=" + "9" * 19,
+    # digits of other scripts, which str.isdigit and int() accept
+    "?cursor=١٢٣",
+    "?cursor=%C2%B2",
+    "?limit=١٢",
     "?event=Login%20OR%201=1",
     "?event=" + "e" * 65,
 ]
@@ -169,8 +176,10 @@ def test_audit_never_shows_tokens_keys_or_codes(client: TestClient, team: dict[s
     for secret in (invite.json()["inviteToken"], key["key"], started["secret"], typed, "tbr_"):
         assert secret not in text
     rows = listing.json()["items"]
-    emails = [row["detail"].get("email") for row in rows if row["event"] == "login_failed"]
-    assert emails == ["sue@example.com", None]
+    # nothing typed for an unknown account is kept, an email-shaped text included
+    failed = [row["detail"] for row in rows if row["event"] == "login_failed"]
+    assert failed == [{}, {}]
+    assert "sue@example.com" not in text
     by_event = {row["event"]: row for row in rows}
     assert by_event["invite_created"]["detail"] == {"email": "new@example.com", "role": "member"}
     assert by_event["api_key_created"]["detail"] == {"key_id": key["id"]}
@@ -183,3 +192,29 @@ def test_audit_routes_are_in_the_openapi_schema(client: TestClient) -> None:
     assert listed == {"user_id", "event", "cursor", "limit"}
     assert {p["name"] for p in paths["/api/auth/audit"]["get"]["parameters"]} == {"event", "cursor", "limit"}
     assert "post" in paths["/api/auth/2fa/recovery-codes"]
+
+
+async def test_migration_forgets_text_typed_for_unknown_accounts(tmp_path: Path) -> None:
+    """Rows written before the fix kept what was typed as the email of an unknown
+    account (perhaps a password); the migration empties exactly those details."""
+    database = Database(tmp_path / "t.sqlite3", read_pool_size=1)
+    await database.open()
+    every = available_migrations()
+    forgets = next(m for m in every if m.name == "audit_forgets_typed_text")
+    try:
+        await apply_migrations(database.writer, [m for m in every if m is not forgets])
+
+        async def old_rows(tx: Transaction) -> None:
+            typed = {"email": "my secret passphrase"}
+            await identity_repo.insert_audit(tx, "login_failed", detail=typed)
+            await identity_repo.insert_audit(tx, "password_reset_unknown", detail=typed)
+            known = {"email": "ada@example.com"}
+            await identity_repo.insert_audit(tx, "login_failed", user_id="usr_" + "a" * 22, detail=known)
+
+        await database.write(old_rows)
+        assert await apply_migrations(database.writer, every) == [forgets]
+        async with database.reading() as conn:
+            details = [row.detail for row in await all_audit(conn)]
+        assert details == [{}, {}, {"email": "ada@example.com"}]
+    finally:
+        await database.close()

@@ -10,7 +10,17 @@ import jwt
 import pytest
 from litestar.testing import TestClient
 
-from tests.auth_support import FAST_ENV, OWNER, PASSWORD, call, login, register, setup_owner, setup_token
+from tests.auth_support import (
+    FAST_ENV,
+    JSON,
+    OWNER,
+    PASSWORD,
+    call,
+    login,
+    register,
+    setup_owner,
+    setup_token,
+)
 
 
 @pytest.fixture
@@ -49,7 +59,8 @@ def test_setup_super_admin_creates_owner_once(client: TestClient, data_dir: Path
 
 
 def test_setup_super_admin_rejects_malformed_and_oversized(client: TestClient) -> None:
-    assert call(client, "POST", "/api/setup-super-admin", content=b"{nope").status_code == 400
+    malformed = call(client, "POST", "/api/setup-super-admin", content=b"{nope", headers=JSON)
+    assert malformed.status_code == 400
     huge = {"setupToken": "x" * 5000, "email": OWNER, "password": PASSWORD}
     assert call(client, "POST", "/api/setup-super-admin", json=huge).status_code == 400
     extra = call(
@@ -98,7 +109,7 @@ def test_login_failure_shape(client: TestClient, data_dir: Path) -> None:
 
 
 def test_login_rejects_malformed_and_oversized(client: TestClient) -> None:
-    assert call(client, "POST", "/api/auth/login", content=b"not json").status_code == 400
+    assert call(client, "POST", "/api/auth/login", content=b"not json", headers=JSON).status_code == 400
     response = call(client, "POST", "/api/auth/login", json={"email": OWNER, "password": "p" * 2000})
     assert response.status_code == 400
     assert response.json()["status"] == "error"
@@ -202,6 +213,7 @@ REGISTRATION = {
         ("/api/auth/register", {**REGISTRATION, "firstName": "A" * 101}, "firstName"),
         ("/api/auth/register", {**REGISTRATION, "email": "r" * 320 + "@example.com"}, "email"),
         ("/api/auth/register", {**REGISTRATION, "phone": "+1" * 20}, "phone"),
+        ("/api/auth/register", {**REGISTRATION, "phone": "+١٤١٥٥٥٥٠١٠٠"}, "phone"),
         ("/api/auth/register", {**REGISTRATION, "password": "p" * 1025}, "password"),
         ("/api/auth/register", {**REGISTRATION, "inviteToken": "t" * 201}, "inviteToken"),
         ("/api/auth/register", {**REGISTRATION, "role": "owner"}, "role"),
@@ -215,7 +227,7 @@ def test_anonymous_auth_routes_reject_bad_bodies(
     client: TestClient, data_dir: Path, path: str, content: bytes | dict[str, str], named: str | None
 ) -> None:
     owner = setup_owner(client, data_dir)
-    sent = {"content": content} if isinstance(content, bytes) else {"json": content}
+    sent = {"content": content, "headers": JSON} if isinstance(content, bytes) else {"json": content}
     response = call(client, "POST", path, **sent)
     assert response.status_code == 400
     body = response.json()
@@ -244,7 +256,7 @@ def test_password_change_rejects_bad_bodies(
     client: TestClient, data_dir: Path, content: bytes | dict[str, str], named: str | None
 ) -> None:
     token = setup_owner(client, data_dir)
-    sent = {"content": content} if isinstance(content, bytes) else {"json": content}
+    sent = {"content": content, "headers": JSON} if isinstance(content, bytes) else {"json": content}
     response = call(client, "POST", "/api/auth/password", token, **sent)
     assert response.status_code == 400
     assert response.json()["code"] == "VALIDATION_ERROR"

@@ -432,6 +432,13 @@ def test_store_servers_stay_with_their_owner(
         "/objects?cursor=abc",
         "/objects?cursor=-1",
         "/objects?cursor=" + "9" * 19,
+        # digits of other scripts, which str.isdigit and int() accept
+        "/objects?cursor=١٢٣",
+        "/objects?cursor=%C2%B2",
+        "/objects?cursor=%EF%BC%91",
+        "/objects?limit=١٢",
+        "/objects/publish/contacts?cursor=١٢٣",
+        "/objects/publish/contacts?limit=\uff11\uff12"  # fullwidth,
         "/objects/publish/contacts?limit=1001",
         "/objects/publish/contacts?limit=0",
         "/objects/publish/contacts?cursor=1.5",

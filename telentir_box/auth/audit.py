@@ -9,16 +9,15 @@ from typing import Any
 
 import msgspec
 
-from telentir_box.auth.accounts import normalise_email
 from telentir_box.db import identity as identity_repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.identity import AuditRow
+from telentir_box.digits import parse_digits
 from telentir_box.errors import ValidationFailed
 from telentir_box.ids import is_valid_id
 
 DEFAULT_PAGE = 100
 _EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
-_CURSOR = re.compile(r"^[0-9]{1,18}$")
 # Detail fields shown to readers of the trail. An allow-list, so a field added to some
 # future event stays hidden until someone has checked it carries no token or code.
 _SHOWN = frozenset(
@@ -80,9 +79,10 @@ def _check_filters(user_id: str | None, event: str | None, cursor: str | None) -
         raise ValidationFailed("`event` must be an event name such as login_failed")
     if cursor is None or cursor == "":
         return None
-    if not _CURSOR.fullmatch(cursor):
+    position = parse_digits(cursor, 18)
+    if position is None:
         raise ValidationFailed("`cursor` is not a cursor this listing returned")
-    return int(cursor)
+    return position
 
 
 def _entry(row: AuditRow) -> AuditRow:
@@ -90,16 +90,4 @@ def _entry(row: AuditRow) -> AuditRow:
 
 
 def _public(detail: dict[str, Any]) -> dict[str, Any]:
-    shown = {key: value for key, value in detail.items() if key in _SHOWN}
-    if "email" in shown and not _is_email(shown["email"]):
-        # What a failed sign-in typed as its email is shown only when it is one: people
-        # do type their password into the email field.
-        shown["email"] = None
-    return shown
-
-
-def _is_email(value: object) -> bool:
-    try:
-        return isinstance(value, str) and normalise_email(value) == value
-    except ValidationFailed:
-        return False
+    return {key: value for key, value in detail.items() if key in _SHOWN}

@@ -54,7 +54,8 @@ async def forgot_password(box: Box, email: str, ip: str) -> None:
     async with box.db.reading() as conn:
         user = await users_repo.get_user_by_email(conn, email)
     if user is None:
-        await record_audit(box.db, "password_reset_unknown", ip=ip, detail={"email": email[:320]})
+        # The typed text is not kept: it may be anything, a password included.
+        await record_audit(box.db, "password_reset_unknown", ip=ip)
         return
     token = generate_token("tbr")
     expires = box.clock() + timedelta(hours=box.config.auth.reset_ttl_hours)

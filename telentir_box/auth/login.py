@@ -76,7 +76,10 @@ async def login(box: Box, email: str, password: str, remember: bool, ip: str) ->
         user = await users_repo.get_user_by_email(conn, email)
     if not await box.passwords.verify(user.password_hash if user else None, password) or user is None:
         user_id = user.id if user else None
-        await record_audit(box.db, "login_failed", user_id=user_id, ip=ip, detail={"email": email[:320]})
+        # Only a known account's own email is kept: what was typed for an unknown one may
+        # be a password typed into the wrong field.
+        detail = {"email": user.email} if user else None
+        await record_audit(box.db, "login_failed", user_id=user_id, ip=ip, detail=detail)
         if attempt.locked:
             await record_audit(box.db, "lockout", user_id=user_id, ip=ip, detail={"scope": "login"})
         raise Unauthorized("Invalid email or password")

@@ -17,6 +17,7 @@ from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Transaction
 from telentir_box.db.users import UserRow
+from telentir_box.digits import is_digits
 from telentir_box.errors import Conflict, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 ISSUER = "telentir-box"
 SEAL_PURPOSE = "totp-secrets"
 RECOVERY_CODES = 10
+CODE_DIGITS = 6
 # One step either side tolerates clock drift between phone and box.
 DRIFT_STEPS = 1
 
@@ -65,10 +67,13 @@ async def enable(box: Box, user_id: str) -> Enrolment:
 
 
 def _matching_step(box: Box, secret: str, code: str) -> int | None:
+    code = code.strip()
+    if not is_digits(code, CODE_DIGITS):
+        return None  # refused as any wrong code is; compare_digest takes only ASCII text
     otp = pyotp.TOTP(secret)
     now_step = otp.timecode(box.clock())
     for step in range(now_step - DRIFT_STEPS, now_step + DRIFT_STEPS + 1):
-        if hmac.compare_digest(otp.generate_otp(step), code.strip()):
+        if hmac.compare_digest(otp.generate_otp(step), code):
             return step
     return None
 

@@ -16,6 +16,7 @@ from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.db.timestamps import iso
+from telentir_box.digits import parse_digits
 from telentir_box.errors import NotFound, Unauthorized, ValidationFailed
 from telentir_box.events.credentials import credential_id
 from telentir_box.events.filters import EVENT_TYPES, FILTER_NAMES, allowed_filters, build_filter
@@ -63,13 +64,14 @@ def parse_stream_request(
         if not value or len(value) > MAX_FILTER_CHARS:
             raise ValidationFailed(f"Filter {name} must be 1 to {MAX_FILTER_CHARS} characters")
     last = request.headers.get("last-event-id") or request.query_params.get("lastEventId") or None
-    if last is not None and (not last.isascii() or not last.isdigit() or len(last) > MAX_EVENT_ID_DIGITS):
+    resume_after = parse_digits(last, MAX_EVENT_ID_DIGITS) if last is not None else None
+    if last is not None and resume_after is None:
         raise ValidationFailed("Last-Event-ID must be an event id (a non-negative integer)")
     return StreamRequest(
         user_id=principal.user_id,
         channel=channel,
         event_filter=build_filter(channel, query, principal.user_id),
-        resume_after=int(last) if last is not None else None,
+        resume_after=resume_after,
         credential_id=credential_id(principal),
     )
 

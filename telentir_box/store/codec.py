@@ -10,6 +10,7 @@ import msgspec
 from telentir_box.crypto.encoding import decode_base64, decode_hex
 from telentir_box.db.keys import KeyRow
 from telentir_box.db.objects import ObjectRow
+from telentir_box.digits import parse_digits
 from telentir_box.errors import PayloadTooLarge, ValidationFailed
 from telentir_box.store.models import KeyRecord, ObjectRecord
 
@@ -85,6 +86,7 @@ def encode_cursor(seq: int) -> str:
 def decode_cursor(cursor: str | None) -> int:
     if cursor is None or cursor == "":
         return 0
-    if not cursor.isdigit() or len(cursor) > 18:
+    position = parse_digits(cursor, 18)
+    if position is None:
         raise ValidationFailed("`cursor` is not a cursor this listing returned")
-    return int(cursor)
+    return position

@@ -7,9 +7,10 @@ write itself (benchmarks/README.md). A request of the common shape is served her
 the same access rule (`admit`), service functions and error answers as the Litestar
 routes. Every other request goes on to those routes, which stay the reference: they
 answer a session cookie, a browser request (an `Origin` header: CORS is Litestar's), a
-body that is not JSON of the right shape, a missing or oversized Content-Length, and
-they describe both routes in the OpenAPI schema. Nothing is answered twice: a request
-passed on has not been answered, and its body is handed on as it arrived."""
+body declared as anything but JSON (415) or not JSON of the right shape, a missing or
+oversized Content-Length, and they describe both routes in the OpenAPI schema. Nothing
+is answered twice: a request passed on has not been answered, and its body is handed
+on as it arrived."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from telentir_box.box import Box
 from telentir_box.ids import is_valid_id
 from telentir_box.store import objects
 from telentir_box.store.models import ObjectRecord, ObjectWrite
+from telentir_box.web.csrf import is_json_type
 from telentir_box.web.errors import error_answer
 
 _OBJECTS = "/api/objects"
@@ -46,7 +48,8 @@ def object_hot_path(app: ASGIApp, get_box: Callable[[], Box]) -> ASGIApp:
             if token is not None and method in ("PUT", "POST") and path == _OBJECTS:
                 box = get_box()
                 length = _content_length(scope)
-                if length is not None and length <= box.config.server.max_body_bytes:
+                fits = length is not None and length <= box.config.server.max_body_bytes
+                if fits and _json_or_untyped(scope):
                     await _create_object(box, token, scope, receive, send, app)
                     return
         await app(scope, receive, send)
@@ -114,6 +117,14 @@ def _content_length(scope: Scope) -> int | None:
         if name == b"content-length":
             return int(value) if value.isdigit() else None
     return None
+
+
+def _json_or_untyped(scope: Scope) -> bool:
+    """A body the routes read as JSON: declared so, or untyped (this request has a bearer)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value == b"application/json" or is_json_type(value.decode("latin-1"))
+    return True
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -1,5 +1,10 @@
 """Pure ASGI middleware run on every request: it assigns the request id, adds it and
-the baseline security headers to the response, and writes the access log line."""
+the baseline security headers to the response, and writes the access log line.
+
+Every API answer is private to its caller and many carry secrets (session tokens,
+private keys, API keys, recovery codes, stream tickets), so none may be stored by a
+browser or a proxy: `Cache-Control: no-store` unless the handler chose otherwise (the
+event streams' no-cache). Only the public schema pages are left cacheable."""
 
 from __future__ import annotations
 
@@ -21,9 +26,14 @@ _SECURITY_HEADERS = [
 # The API answers JSON and event streams only; the schema viewer pages need scripts.
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+_NO_STORE = (b"cache-control", b"no-store")
 # Request ids correlate log lines with responses; they grant nothing, so a seeded PRNG
 # (no system call per request) is enough.
 _ids = random.Random()  # noqa: S311
+
+
+def _has_cache_control(headers: Any) -> bool:
+    return any(name.lower() == b"cache-control" for name, _ in headers)
 
 
 def request_context_middleware(*, https: bool) -> Any:
@@ -38,7 +48,8 @@ def request_context_middleware(*, https: bool) -> Any:
             request_id = f"{_ids.getrandbits(64):016x}"
             scope.setdefault("state", {})["request_id"] = request_id
             path: str = scope["path"]
-            extra_headers = schema_headers if path.startswith("/api/schema") else api_headers
+            is_schema = path.startswith("/api/schema")
+            extra_headers = schema_headers if is_schema else api_headers
             started = time.perf_counter()
             status = 500
 
@@ -46,9 +57,11 @@ def request_context_middleware(*, https: bool) -> Any:
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
+                    headers = message.get("headers", ())
                     message["headers"] = [
-                        *message.get("headers", ()),
+                        *headers,
                         *extra_headers,
+                        *(() if is_schema or _has_cache_control(headers) else (_NO_STORE,)),
                         (b"x-request-id", request_id.encode()),
                     ]
                 await send(message)
