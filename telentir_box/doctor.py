@@ -216,7 +216,9 @@ async def check_master_key(data_dir: Path, conn: Connection) -> Finding:
         sealed_secret = await secrets_repo.get_secret(conn, SESSION_SECRET)
         platform_keys = await secrets_repo.list_platform_keys(conn)
     except sqlite3.DatabaseError as exc:
-        return Finding("master key", PROBLEM, f"the sealed secrets cannot be read: {exc}")
+        return Finding(
+            "master key", NOTE, f"not matched: the database's sealed secrets cannot be read ({exc})"
+        )
     if sealed_secret is None or not platform_keys:
         return Finding(
             "master key", PROBLEM, "the database holds no session secret yet (run `telentir-box init`)"
