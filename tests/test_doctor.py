@@ -23,17 +23,9 @@ import pytest
 from telentir_box.cli import main
 from telentir_box.config import ServerConfig, load_config
 from telentir_box.crypto.sealing import MASTER_KEY_ENV
-from telentir_box.doctor import (
-    FILE_DESCRIPTOR_RESERVE,
-    NOTE,
-    OK,
-    PROBLEM,
-    Finding,
-    check_file_limit,
-    check_public_url,
-    has_problem,
-    run_checks,
-)
+from telentir_box.doctor import Finding, has_problem, run_checks
+from telentir_box.doctor.report import NOTE, OK, PROBLEM
+from telentir_box.doctor.settings import FILE_DESCRIPTOR_RESERVE, check_file_limit, check_public_url
 from tests.auth_support import smtp_server
 from tests.conftest import LiveServer, free_port
 from tests.connect_fakes import FakeConnector, FakeStripe, Recorded, _FakeService, _Server
@@ -356,8 +348,17 @@ def test_doctor_partly_configured_provider_is_a_problem(box_env: dict[str, str])
     assert "auth_token, from_number empty" in found.reason
 
 
+@pytest.mark.e2e
 def test_doctor_runs_beside_a_running_server(env: dict[str, str], live_server: LiveServer) -> None:
     """No need to stop the box: the database is read while the server holds it in WAL mode."""
     found = checks(env)
     assert not has_problem(list(found.values())), found
     assert live_server.process is not None and live_server.process.poll() is None
+
+
+def test_doctor_cli_help_names_online(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["doctor", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "--online" in out and "--config" in out

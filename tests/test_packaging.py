@@ -19,7 +19,7 @@ import pytest
 
 from telentir_box.config import EventsConfig
 from telentir_box.crypto.sealing import MASTER_KEY_ENV
-from telentir_box.doctor import FILE_DESCRIPTOR_RESERVE
+from telentir_box.doctor.settings import FILE_DESCRIPTOR_RESERVE
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
