@@ -123,6 +123,8 @@ def test_doctor_healthy_data_dir_passes_and_changes_nothing(
     for check in ("twilio", "smtp", "stripe", "connector"):
         assert "not configured" in line(lines, NOTE, check)
     assert "no webhook can reach this box" in line(lines, NOTE, "public url")
+    assert "the server is not running" in line(lines, NOTE, "server")
+    assert "this process: hard limit" in line(lines, OK, "open files")
     assert lines[-1] == "healthy: no problems found"
 
 
@@ -241,7 +243,7 @@ def test_doctor_max_streams_above_the_process_file_limit(box_env: dict[str, str]
     )
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert "hard limit 1024 is below" in line(lines, PROBLEM, "open files")
+    assert "this process: hard limit 1024 is below" in line(lines, PROBLEM, "open files")
     assert "max_streams = 2000" in line(lines, PROBLEM, "open files")
 
 
@@ -351,9 +353,14 @@ def test_doctor_partly_configured_provider_is_a_problem(box_env: dict[str, str])
 @pytest.mark.e2e
 def test_doctor_runs_beside_a_running_server(env: dict[str, str], live_server: LiveServer) -> None:
     """No need to stop the box: the database is read while the server holds it in WAL mode."""
+    assert live_server.process is not None
+    pid = live_server.process.pid
     found = checks(env)
     assert not has_problem(list(found.values())), found
-    assert live_server.process is not None and live_server.process.poll() is None
+    assert f"telentir-box serve (pid {pid}) is using the data directory" in found["server"].reason
+    # The limit that counts is the server's own, read from /proc, not the caller's.
+    assert found["open files"].reason.startswith(f"pid {pid}: hard limit ")
+    assert live_server.process.poll() is None
 
 
 def test_doctor_cli_help_names_online(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,9 +15,10 @@ from telentir_box.doctor.report import NOTE, OK, PROBLEM, Finding
 FILE_DESCRIPTOR_RESERVE = 256
 
 
-def check_file_limit(max_streams: int, limits: tuple[int, int]) -> Finding:
+def check_file_limit(max_streams: int, limits: tuple[int, int], whose: str = "this process") -> Finding:
     """Each event stream holds a socket; the server raises its soft limit to the hard one
-    at start, so the hard limit is what counts."""
+    at start, so the hard limit is what counts. `whose` names the process the limits
+    are of: the running server's when there is one."""
     soft, hard = limits
     needed = max_streams + FILE_DESCRIPTOR_RESERVE
     shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
@@ -25,11 +26,13 @@ def check_file_limit(max_streams: int, limits: tuple[int, int]) -> Finding:
         return Finding(
             "open files",
             PROBLEM,
-            f"hard limit {shown} is below the {needed} that [events] max_streams = {max_streams} needs"
-            f" (+{FILE_DESCRIPTOR_RESERVE} for the database and sockets); raise LimitNOFILE in the unit"
-            " (or `ulimit -n`), or lower max_streams",
+            f"{whose}: hard limit {shown} is below the {needed} that [events] max_streams = {max_streams}"
+            f" needs (+{FILE_DESCRIPTOR_RESERVE} for the database and sockets); raise LimitNOFILE in"
+            " the unit (or `ulimit -n`), or lower max_streams",
         )
-    return Finding("open files", OK, f"hard limit {shown} (soft {soft}) carries max_streams = {max_streams}")
+    return Finding(
+        "open files", OK, f"{whose}: hard limit {shown} (soft {soft}) carries max_streams = {max_streams}"
+    )
 
 
 def check_public_url(server: ServerConfig) -> Finding:
