@@ -9,7 +9,7 @@ import os
 import resource
 
 from telentir_box.config import Config
-from telentir_box.doctor.process import check_holder, find_holder, holder_pid, process_file_limits
+from telentir_box.doctor.process import check_holder, process_file_limits
 from telentir_box.doctor.providers import check_providers
 from telentir_box.doctor.report import Finding, format_report, has_problem
 from telentir_box.doctor.settings import check_file_limit, check_public_url
@@ -28,9 +28,8 @@ async def _run_checks(config: Config, online: bool) -> list[Finding]:
     findings = [check_data_dir(data_dir, os.geteuid())]
     findings += await check_database(data_dir)
     findings.append(check_disk(data_dir))
-    holder = find_holder(data_dir)
-    findings.append(check_holder(holder))
-    pid = holder_pid(holder) if holder else None
+    holder, pid = check_holder(data_dir)
+    findings.append(holder)
     server_limits = process_file_limits(pid) if pid else None
     if server_limits is not None:
         findings.append(check_file_limit(config.events.max_streams, server_limits, f"pid {pid}"))

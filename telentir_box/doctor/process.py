@@ -22,7 +22,7 @@ def find_holder(data_dir: Path) -> str | None:
     taken and dropped at once, on a descriptor opened read-only: nothing is written."""
     try:
         fd = os.open(data_dir / LOCK_FILE, os.O_RDONLY)
-    except OSError:
+    except FileNotFoundError:
         return None
     try:
         try:
@@ -35,9 +35,19 @@ def find_holder(data_dir: Path) -> str | None:
         os.close(fd)
 
 
-def holder_pid(holder: str) -> int | None:
+def check_holder(data_dir: Path) -> tuple[Finding, int | None]:
+    """A note naming who uses the data directory, and their pid if known."""
+    try:
+        holder = find_holder(data_dir)
+    except OSError as exc:
+        unknown = f"cannot tell whether a server is running: {data_dir / LOCK_FILE}: {exc.strerror}"
+        return Finding("server", NOTE, unknown), None
+    if holder is None:
+        return Finding(
+            "server", NOTE, "nothing is using the data directory (the server is not running)"
+        ), None
     match = _PID.search(holder)
-    return int(match[1]) if match else None
+    return Finding("server", NOTE, f"{holder} is using the data directory"), int(match[1]) if match else None
 
 
 def process_file_limits(pid: int) -> tuple[int, int] | None:
@@ -55,9 +65,3 @@ def process_file_limits(pid: int) -> tuple[int, int] | None:
 
 def _limit(value: str) -> int:
     return resource.RLIM_INFINITY if value == "unlimited" else int(value)
-
-
-def check_holder(holder: str | None) -> Finding:
-    if holder is None:
-        return Finding("server", NOTE, "nothing is using the data directory (the server is not running)")
-    return Finding("server", NOTE, f"{holder} is using the data directory")

@@ -50,7 +50,7 @@ def _offline(name: str, where: str) -> Finding:
 
 
 def _unreachable(name: str, where: str, exc: Exception) -> Finding:
-    return Finding(name, PROBLEM, f"cannot reach {where}: {exc or type(exc).__name__}")
+    return Finding(name, PROBLEM, f"cannot reach {where}: {str(exc) or type(exc).__name__}")
 
 
 async def check_twilio(twilio: TwilioConfig, http: httpx.AsyncClient, *, online: bool) -> Finding:
