@@ -229,13 +229,14 @@ def test_doctor_file_limit_against_max_streams() -> None:
 def test_doctor_max_streams_above_the_process_file_limit(box_env: dict[str, str]) -> None:
     """The real limit of the process, lowered below the default max_streams (2000)."""
 
-    def lower_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-
+    # Lowered by the child itself before it becomes doctor (no preexec_fn: not fork-safe).
+    lowered = (
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024));"
+        " os.execv(sys.executable, [sys.executable, '-m', 'telentir_box', 'doctor'])"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "telentir_box", "doctor"],
+        [sys.executable, "-c", lowered],
         env={**os.environ, **box_env},
-        preexec_fn=lower_limit,
         capture_output=True,
         text=True,
         timeout=60,
