@@ -21,11 +21,17 @@ from pathlib import Path
 import pytest
 
 from telentir_box.cli import main
-from telentir_box.config import ServerConfig, load_config
+from telentir_box.config import Config, DatabaseConfig, EventsConfig, ServerConfig, load_config
 from telentir_box.crypto.sealing import MASTER_KEY_ENV
 from telentir_box.doctor import Finding, has_problem, run_checks
 from telentir_box.doctor.report import NOTE, OK, PROBLEM
-from telentir_box.doctor.settings import FILE_DESCRIPTOR_RESERVE, check_file_limit, check_public_url
+from telentir_box.doctor.settings import (
+    FILES_PER_DB_CONNECTION,
+    RESERVED_FILES,
+    check_file_limit,
+    check_public_url,
+    files_needed,
+)
 from tests.auth_support import smtp_server
 from tests.conftest import LiveServer, free_port
 from tests.connect_fakes import FakeConnector, FakeStripe, Recorded, _FakeService, _Server
@@ -218,12 +224,15 @@ def test_doctor_newer_schema_is_a_problem(box_env: dict[str, str], data_dir: Pat
 
 
 def test_doctor_file_limit_against_max_streams() -> None:
-    assert check_file_limit(2000, (1024, 65536)).status == OK
-    short = check_file_limit(5000, (1024, 4096))
+    config = Config(events=EventsConfig(max_streams=5000), database=DatabaseConfig(read_pool_size=4))
+    needed = 5000 + RESERVED_FILES + 5 * FILES_PER_DB_CONNECTION
+    assert files_needed(config) == needed
+    assert check_file_limit(config, (1024, needed)).status == OK
+    short = check_file_limit(config, (1024, needed - 1), "pid 42")
     assert short.status == PROBLEM
-    assert f"below the {5000 + FILE_DESCRIPTOR_RESERVE}" in short.reason
+    assert short.reason.startswith(f"pid 42: hard limit {needed - 1} is below the {needed}")
     assert "LimitNOFILE" in short.reason
-    assert check_file_limit(10**6, (1024, resource.RLIM_INFINITY)).status == OK
+    assert check_file_limit(config, (1024, resource.RLIM_INFINITY)).status == OK
 
 
 def test_doctor_max_streams_above_the_process_file_limit(box_env: dict[str, str]) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from telentir_box.config import EventsConfig
+from telentir_box.config import Config
 from telentir_box.crypto.sealing import MASTER_KEY_ENV
-from telentir_box.doctor.settings import FILE_DESCRIPTOR_RESERVE
+from telentir_box.doctor.settings import files_needed
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_systemd_unit_is_hardened() -> None:
 def test_systemd_unit_file_limit_carries_the_default_max_streams() -> None:
     service = read_unit(PACKAGING / "telentir-box.service")["Service"]
     limit = int(service["LimitNOFILE"])  # one number: soft and hard limit alike
-    assert limit >= EventsConfig().max_streams + FILE_DESCRIPTOR_RESERVE
+    assert limit >= files_needed(Config())
     assert f"LimitNOFILE={limit}" in INSTALL.read_text()
 
 

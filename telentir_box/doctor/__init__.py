@@ -32,10 +32,10 @@ async def _run_checks(config: Config, online: bool) -> list[Finding]:
     findings.append(holder)
     server_limits = process_file_limits(pid) if pid else None
     if server_limits is not None:
-        findings.append(check_file_limit(config.events.max_streams, server_limits, f"pid {pid}"))
+        findings.append(check_file_limit(config, server_limits, f"pid {pid}"))
     else:
         own_limits = resource.getrlimit(resource.RLIMIT_NOFILE)
-        findings.append(check_file_limit(config.events.max_streams, own_limits, "this process"))
+        findings.append(check_file_limit(config, own_limits, "this process"))
     findings.append(check_public_url(config.server))
     findings += await check_providers(config, online=online)
     return findings

@@ -7,28 +7,37 @@ import resource
 from urllib.parse import urlsplit
 
 from telentir_box.auth.credentials import RESET_PATH
-from telentir_box.config import ServerConfig
+from telentir_box.config import Config, ServerConfig
 from telentir_box.doctor.report import NOTE, OK, PROBLEM, Finding
 
-# Descriptors the box holds besides its event streams: the database connections (each
-# with its -wal and -shm), the listening socket, pooled outbound connections, logs.
-FILE_DESCRIPTOR_RESERVE = 256
+# Counted as `serve` counts them when it checks max_streams at start: the files the box
+# holds besides client connections (listening socket, standard streams, the lock,
+# outbound clients, the event loop's own), and three per SQLite connection in WAL mode.
+RESERVED_FILES = 64
+FILES_PER_DB_CONNECTION = 3
 
 
-def check_file_limit(max_streams: int, limits: tuple[int, int], whose: str = "this process") -> Finding:
+def files_needed(config: Config) -> int:
+    """Descriptors the box needs to hold [events] max_streams streams open."""
+    db_files = (config.database.read_pool_size + 1) * FILES_PER_DB_CONNECTION
+    return config.events.max_streams + RESERVED_FILES + db_files
+
+
+def check_file_limit(config: Config, limits: tuple[int, int], whose: str = "this process") -> Finding:
     """Each event stream holds a socket; the server raises its soft limit to the hard one
     at start, so the hard limit is what counts. `whose` names the process the limits
     are of: the running server's when there is one."""
     soft, hard = limits
-    needed = max_streams + FILE_DESCRIPTOR_RESERVE
+    needed = files_needed(config)
+    max_streams = config.events.max_streams
     shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
     if hard != resource.RLIM_INFINITY and hard < needed:
         return Finding(
             "open files",
             PROBLEM,
             f"{whose}: hard limit {shown} is below the {needed} that [events] max_streams = {max_streams}"
-            f" needs (+{FILE_DESCRIPTOR_RESERVE} for the database and sockets); raise LimitNOFILE in"
-            " the unit (or `ulimit -n`), or lower max_streams",
+            " needs with the database and sockets; raise LimitNOFILE in the unit (or `ulimit -n`),"
+            " or lower max_streams",
         )
     return Finding(
         "open files", OK, f"{whose}: hard limit {shown} (soft {soft}) carries max_streams = {max_streams}"
