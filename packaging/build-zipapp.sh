@@ -4,6 +4,8 @@
 # a relative OUTPUT is taken from the current directory, as any command would)
 # $PYTHON picks the interpreter that runs shiv and pip (default: python3); the
 # zipapp's compiled dependencies match that interpreter's version and platform.
+# Needs only that Python (with its venv module) and pip's access to the package index:
+# shiv is installed into a throwaway virtual environment, removed on exit.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,8 +19,13 @@ case "$output" in
 esac
 mkdir -p "$(dirname "$output")"
 
+tools="$(mktemp -d "${TMPDIR:-/tmp}/telentir-box-build.XXXXXX")"
+trap 'rm -rf "$tools"' EXIT
+"$python" -m venv "$tools/venv"
+"$tools/venv/bin/python" -m pip install --quiet --disable-pip-version-check 'shiv>=1.0.6'
+
 cd "$repo_root"
-"$python" -m shiv \
+"$tools/venv/bin/python" -m shiv \
   --console-script telentir-box \
   --output-file "$output" \
   --python '/usr/bin/env python3' \

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("init", cmd_init, "create the data directory, keys and database; print the setup token once")
     command("migrate", cmd_migrate, "apply pending database migrations")
     command("check-config", cmd_check_config, "validate the config and print it with secrets masked")
+    doctor = command(
+        "doctor", cmd_doctor, "check this box's health and say why not (changes nothing; exit 1 on a problem)"
+    )
+    doctor.add_argument(
+        "--online", action="store_true", help="also contact each configured provider with its credentials"
+    )
     backup = command("backup", cmd_backup, "copy the database consistently, also while the box runs")
     backup.add_argument("destination", help="a new file, or a directory for a time-stamped file")
     restore = command(
@@ -199,6 +205,14 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     print(json.dumps(masked(config), indent=2))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.doctor import format_report, has_problem, run_checks
+
+    findings = run_checks(config, online=args.online)
+    print(format_report(findings))
+    return 1 if has_problem(findings) else 0
 
 
 def cmd_admin_create_user(args: argparse.Namespace, config: Config) -> int:
