@@ -30,14 +30,22 @@ def raise_open_file_limit() -> int:
     return UNLIMITED_CEILING if soft == resource.RLIM_INFINITY else soft
 
 
+def files_needed(config: Config) -> int:
+    """Descriptors the box needs to hold [events] max_streams streams open."""
+    return config.events.max_streams + _files_besides_connections(config)
+
+
+def _files_besides_connections(config: Config) -> int:
+    return RESERVED_FILES + (config.database.read_pool_size + 1) * FILES_PER_DB_CONNECTION
+
+
 def connection_cap(config: Config, open_files: int) -> int:
     """How many connections the box holds open: `max_connections`, lowered to what
     `open_files` carries. A limit too low for `max_streams` is a ConfigError."""
-    db_files = (config.database.read_pool_size + 1) * FILES_PER_DB_CONNECTION
-    carried = open_files - RESERVED_FILES - db_files
+    carried = open_files - _files_besides_connections(config)
     streams = config.events.max_streams
     if streams > carried:
-        needed = streams + RESERVED_FILES + db_files
+        needed = files_needed(config)
         raise ConfigError(
             f"events.max_streams = {streams} needs an open-file limit of at least {needed}, "
             f"this process may open {open_files}: raise LimitNOFILE (ulimit -n) or lower max_streams"

@@ -25,13 +25,8 @@ from telentir_box.config import Config, DatabaseConfig, EventsConfig, ServerConf
 from telentir_box.crypto.sealing import MASTER_KEY_ENV
 from telentir_box.doctor import Finding, has_problem, run_checks
 from telentir_box.doctor.report import NOTE, OK, PROBLEM
-from telentir_box.doctor.settings import (
-    FILES_PER_DB_CONNECTION,
-    RESERVED_FILES,
-    check_file_limit,
-    check_public_url,
-    files_needed,
-)
+from telentir_box.doctor.settings import check_file_limit, check_public_url
+from telentir_box.open_files import FILES_PER_DB_CONNECTION, RESERVED_FILES, files_needed
 from tests.auth_support import smtp_server
 from tests.conftest import LiveServer, free_port
 from tests.connect_fakes import FakeConnector, FakeStripe, Recorded, _FakeService, _Server

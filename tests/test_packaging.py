@@ -19,7 +19,7 @@ import pytest
 
 from telentir_box.config import Config
 from telentir_box.crypto.sealing import MASTER_KEY_ENV
-from telentir_box.doctor.settings import files_needed
+from telentir_box.open_files import files_needed
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent

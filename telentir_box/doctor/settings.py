@@ -9,18 +9,7 @@ from urllib.parse import urlsplit
 from telentir_box.auth.credentials import RESET_PATH
 from telentir_box.config import Config, ServerConfig
 from telentir_box.doctor.report import NOTE, OK, PROBLEM, Finding
-
-# Counted as `serve` counts them when it checks max_streams at start: the files the box
-# holds besides client connections (listening socket, standard streams, the lock,
-# outbound clients, the event loop's own), and three per SQLite connection in WAL mode.
-RESERVED_FILES = 64
-FILES_PER_DB_CONNECTION = 3
-
-
-def files_needed(config: Config) -> int:
-    """Descriptors the box needs to hold [events] max_streams streams open."""
-    db_files = (config.database.read_pool_size + 1) * FILES_PER_DB_CONNECTION
-    return config.events.max_streams + RESERVED_FILES + db_files
+from telentir_box.open_files import files_needed
 
 
 def check_file_limit(config: Config, limits: tuple[int, int], whose: str = "this process") -> Finding:
