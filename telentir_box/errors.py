@@ -37,6 +37,14 @@ class Forbidden(AppError):
     code, status, default_message = "FORBIDDEN", 403, "Forbidden"
 
 
+class SetupComplete(AppError):
+    code, status, default_message = (
+        "SETUP_COMPLETE",
+        403,
+        "The super admin has already been set up; the setup token no longer exists",
+    )
+
+
 class PhoneVerificationRequired(AppError):
     code, status, default_message = (
         "PHONE_VERIFICATION_REQUIRED",
