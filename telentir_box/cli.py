@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -339,6 +340,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from telentir_box.server import CannotListen, serve
 
     configure_logging(config.log.level, config.log.format)
+    # Until the server takes the signals, Ctrl-C stops the start at once, as SIGTERM
+    # does; asyncio's own handler would wait for a blocked database call to give up.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         return run(serve(config, config_path(args.config)))
     except CannotListen as exc:

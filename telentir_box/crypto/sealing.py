@@ -29,14 +29,24 @@ class WrongMasterKey(MasterKeyError):
 
 def create_master_key(data_dir: Path) -> bool:
     """Write a new master key file (0600) unless one exists; True if it was created.
-    Only for a data directory with no sealed data yet (see datadir.obtain_master_key)."""
+    Only for a data directory with no sealed data yet (see datadir.obtain_master_key).
+    The key is written whole under a temporary name and linked into place, so a start
+    killed half-way never leaves an empty key file behind."""
     path = data_dir / MASTER_KEY_FILE
+    if path.exists():
+        return False
+    partial = data_dir / f".{MASTER_KEY_FILE}.{os.getpid()}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(partial, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    finally:
+        partial.unlink(missing_ok=True)
     return True
 
 
