@@ -5,6 +5,7 @@ never replaced; a signal during start-up stops the process."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -195,3 +196,43 @@ def test_admin_commands_do_not_print_the_servers_warnings(initialised: Path, env
     result = run_cli(env, "admin", "list-users")
     assert result.returncode == 0
     assert "Twilio" not in result.stderr and "SMTP" not in result.stderr
+
+
+def test_start_line_names_the_config_data_dir_and_address(tmp_path: Path, data_dir: Path) -> None:
+    config_file = tmp_path / "box.toml"
+    config_file.write_text(f'[data]\ndir = "{data_dir}"\n[log]\nformat = "json"\n')
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TELENTIR_BOX_")}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "telentir_box",
+                "serve",
+                "--config",
+                str(config_file),
+                "--port",
+                str(port),
+            ],
+            env=base,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "listening" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    messages = [entry["msg"] for entry in entries]
+    assert messages.index("telentir-box listening") > messages.index("Application startup complete.")
+    (start,) = [entry for entry in entries if entry["msg"] == "telentir-box listening"]
+    assert start["config"] == str(config_file)
+    assert start["data_dir"] == str(data_dir) and Path(start["data_dir"]).is_absolute()
+    assert start["url"] == f"http://127.0.0.1:{port}/api"
+    assert not [entry for entry in entries if "color_message" in entry]
