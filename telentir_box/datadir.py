@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,7 +120,10 @@ async def initialise(config: Config) -> tuple[Database, InitReport]:
     if ensure_data_dir(data_dir):
         report.created.append(f"data directory {data_dir}")
     db = open_database(config)
-    await db.open()
+    try:
+        await db.open()
+    except sqlite3.DatabaseError as exc:
+        raise DataDirError(f"cannot open the database {db.path}: {exc}; restore it from a backup") from None
     try:
         master = await obtain_master_key(db, data_dir, report)
         set_up = await _initialise_database(db, master, report)

@@ -236,3 +236,11 @@ def test_start_line_names_the_config_data_dir_and_address(tmp_path: Path, data_d
     assert start["data_dir"] == str(data_dir) and Path(start["data_dir"]).is_absolute()
     assert start["url"] == f"http://127.0.0.1:{port}/api"
     assert not [entry for entry in entries if "color_message" in entry]
+
+
+def test_start_on_a_database_that_is_not_one_is_one_line(initialised: Path, env: dict[str, str]) -> None:
+    (initialised / "telentir-box.sqlite3").write_bytes(b"garbage, not SQLite")
+    before = listing(initialised)
+    line = one_line_failure(run_cli(env, "serve", "--port", str(free_port())))
+    assert "cannot open the database" in line and "file is not a database" in line
+    assert listing(initialised) == before
