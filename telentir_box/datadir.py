@@ -223,7 +223,7 @@ async def load_keyring(config: Config, db: Database) -> Keyring:
         sealed_secret = await secrets_repo.get_secret(conn, SESSION_SECRET)
         rows = await secrets_repo.list_platform_keys(conn)
     if sealed_secret is None or not rows:
-        raise RuntimeError("the data directory is not initialised (run `telentir-box init`)")
+        raise DataDirError(f"{db.path} holds no box secrets: it was never initialised by telentir-box")
     session_secret = open_session_secret(master, sealed_secret, master_key_source(config.data_dir))
     keys = {}
     current = rows[-1].name

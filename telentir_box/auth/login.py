@@ -199,9 +199,8 @@ async def setup_super_admin(
         # Deleting the secret in the same transaction as creating the owner makes the
         # token single-use even when two requests race; a super admin made another way
         # (`admin create-user --super-admin`) ends it too.
-        if not await secrets_repo.delete_secret(tx, SETUP_TOKEN) or await users_repo.super_admin_exists(
-            tx.conn
-        ):
+        deleted = await secrets_repo.delete_secret(tx, SETUP_TOKEN)
+        if not deleted or await users_repo.super_admin_exists(tx.conn):
             raise SetupComplete()
         if not await users_repo.insert_user(
             tx,
