@@ -41,6 +41,7 @@ def create_app(
             yield
             return
         started = await Box.start(config)
+        started.log_start_notes()
         app.state.box = started
         try:
             yield
