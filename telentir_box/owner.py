@@ -9,9 +9,16 @@ import os
 import pwd
 from pathlib import Path
 
-# Code that commands load on demand: loaded while still root, since the installed
-# Python may live where the owner cannot read (a pyenv under /root).
-_PRELOAD = ("telentir_box.app", "telentir_box.server", "uvloop", "concurrent.futures.thread")
+# Code that commands load on demand (Litestar loads its pydantic plugin when the app is
+# built): loaded while still root, since the installed Python may live where the owner
+# cannot read (a pyenv under /root). The root test runs every command this way.
+_PRELOAD = (
+    "telentir_box.app",
+    "telentir_box.server",
+    "uvloop",
+    "concurrent.futures.thread",
+    "litestar.plugins.pydantic",
+)
 
 
 def become_data_dir_owner(data_dir: Path) -> str | None:

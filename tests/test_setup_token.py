@@ -23,6 +23,7 @@ from telentir_box.app import create_app
 from telentir_box.cli import main
 from telentir_box.config import Config
 from tests.auth_support import PASSWORD, call, setup_owner
+from tests.conftest import LiveServer
 
 NOBODY = 65534
 
@@ -109,7 +110,7 @@ def nobodys_data_dir() -> Iterator[Path]:
 
 @pytest.mark.e2e
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_commands_run_as_root_act_as_the_data_dirs_owner(nobodys_data_dir: Path) -> None:
+def test_commands_run_as_root_act_as_the_data_dirs_owner(nobodys_data_dir: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELENTIR_BOX_")}
     env["TELENTIR_BOX_DATA__DIR"] = str(nobodys_data_dir)
     for command in (
@@ -128,6 +129,13 @@ def test_commands_run_as_root_act_as_the_data_dirs_owner(nobodys_data_dir: Path)
         )
         assert result.returncode == 0, result.stderr
         assert f"running as nobody (uid {NOBODY}), the owner of {nobodys_data_dir}" in result.stderr
+    server = LiveServer(
+        env={"TELENTIR_BOX_DATA__DIR": str(nobodys_data_dir)}, log_path=tmp_path / "serve.log"
+    )
+    with server.start().client() as http:
+        assert http.get("/api/schema/openapi.json").status_code == 200
+    assert server.stop() == 0
+    assert "running as nobody" in server.log()
     owners = {path.name: (path.stat().st_uid, path.stat().st_gid) for path in nobodys_data_dir.iterdir()}
     assert "master.key" in owners and "telentir-box.sqlite3" in owners and "box.lock" in owners
     assert set(owners.values()) == {(NOBODY, NOBODY)}, owners
