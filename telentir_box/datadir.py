@@ -123,7 +123,10 @@ async def initialise(config: Config) -> tuple[Database, InitReport]:
     try:
         await db.open()
     except sqlite3.DatabaseError as exc:
-        raise DataDirError(f"cannot open the database {db.path}: {exc}; restore it from a backup") from None
+        # OperationalError: the file cannot be opened (permissions, space); any other
+        # DatabaseError: it opened and is not a usable database.
+        advice = "" if isinstance(exc, sqlite3.OperationalError) else "; restore it from a backup"
+        raise DataDirError(f"cannot open the database {db.path}: {exc}{advice}") from None
     try:
         master = await obtain_master_key(db, data_dir, report)
         set_up = await _initialise_database(db, master, report)
