@@ -28,18 +28,26 @@ from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 
 
-def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] = ()) -> Litestar:
+def create_app(
+    config: Config, extra_routes: Sequence[ControllerRouterHandler] = (), box: Box | None = None
+) -> Litestar:
     """`extra_routes` mounts more handlers under /api (embedding, and tests that need a
-    route which fails on purpose)."""
+    route which fails on purpose). A `box` given is used as is and stopped by whoever
+    started it (server.serve starts it before listening, so start failures are one line)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        box = await Box.start(config)
-        app.state.box = box
+        if box is not None:
+            app.state.box = box
+            yield
+            return
+        started = await Box.start(config)
+        started.log_start_notes()
+        app.state.box = started
         try:
             yield
         finally:
-            await box.stop()
+            await started.stop()
 
     def provide_box() -> Box:
         # A closure, not `state: State`: Litestar would build a State copy per request.

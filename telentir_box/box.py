@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from telentir_box.auth.principal import Authenticator
 from telentir_box.config import Config
 from telentir_box.connect.credits import Credits, build_credits, settle_abandoned_periodically
 from telentir_box.crypto.keyring import Keyring
-from telentir_box.datadir import initialise, load_keyring, write_setup_token_file
+from telentir_box.datadir import initialise, load_keyring
 from telentir_box.db.database import Database
 from telentir_box.db.users import AUTH_STATE
 from telentir_box.events.bus import Bus
@@ -49,6 +50,8 @@ class Box:
     tickets: StreamTickets
     credits: Credits
     clock: Callable[[], datetime] = utc_now
+    # The one-time setup token's file, when this start created it.
+    setup_token_file: Path | None = None
     # Set when the process starts to stop, so long-lived streams can end cleanly.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # Set by every commit that changed auth state, so open streams are rechecked.
@@ -62,13 +65,6 @@ class Box:
             log.info(
                 "data directory initialised",
                 extra={"made": report.created, "migrations": report.migrations},
-            )
-        if report.setup_token:
-            path = write_setup_token_file(config.data_dir, report.setup_token)
-            log.warning(
-                "first start: create the super admin with POST /api/setup-super-admin"
-                " and the one-time setup token in the file named here",
-                extra={"setup_token_file": str(path)},
             )
         keyring = await load_keyring(config, db)
         http = httpx.AsyncClient(
@@ -86,22 +82,32 @@ class Box:
             bus=Bus(config.events),
             tickets=StreamTickets(keyring.derive("event-tickets")),
             credits=build_credits(db, config.billing, http),
+            setup_token_file=report.setup_token_file,
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
         box.spawn(box.bus.run(box.stopping), "event-bus")
         box.spawn(recheck_streams_periodically(box.bus, db, box.clock, box.auth_changed), "stream-recheck")
         box.spawn(prune_event_log_periodically(db, config.events, box.clock), "event-retention")
-        if box.identity.sms.console:
+        box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
+        box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
+        return box
+
+    def log_start_notes(self) -> None:
+        """What the operator of a server must know; admin commands stay quiet."""
+        if self.setup_token_file is not None:
+            log.warning(
+                "first start: create the super admin with POST /api/setup-super-admin"
+                " and the one-time setup token in the file named here",
+                extra={"setup_token_file": str(self.setup_token_file)},
+            )
+        if self.identity.sms.console:
             log.warning("Twilio is not configured: phone verification codes are only logged (dev only)")
-        if not box.identity.mailer.configured:
+        if not self.identity.mailer.configured:
             log.warning(
                 "SMTP is not configured: password reset links are only logged (dev only);"
                 " configure [smtp] in production"
             )
-        box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
-        box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
-        return box
 
     def _state_changed(self, touched: set[str]) -> None:
         self.authenticator.clear_cache(touched)

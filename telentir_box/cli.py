@@ -6,17 +6,20 @@ import argparse
 import asyncio
 import json
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from telentir_box import __version__
-from telentir_box.config import Config, ConfigError, load_config, masked
-from telentir_box.crypto.sealing import MasterKeyError
+from telentir_box.config import Config, ConfigError, config_path, load_config, masked
+from telentir_box.crypto.sealing import MasterKeyError, master_key_from_env
 from telentir_box.datadir import (
     DATABASE_FILE,
-    DataDirInUse,
+    DataDirError,
+    check_restore_key,
+    discard_setup_token_file,
     exclusive_use,
     initialise,
     open_database,
@@ -25,6 +28,7 @@ from telentir_box.datadir import (
 from telentir_box.db.backup import BackupError, backup_database
 from telentir_box.db.migrate import SchemaTooNew, apply_migrations
 from telentir_box.errors import AppError
+from telentir_box.owner import become_data_dir_owner
 
 Command = Callable[[argparse.Namespace, Config], int]
 
@@ -35,17 +39,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "version":
-        print(f"telentir-box {__version__}")
-        return 0
+    if args.command == "version":  # answers whatever the config says
+        return print_version()
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, overrides=command_line_settings(args))
+        master_key_from_env()  # a malformed key stops every command before it starts
+        switched = become_data_dir_owner(config.data_dir)
+        if switched:
+            print(f"telentir-box: {switched}", file=sys.stderr)
         return args.handler(args, config)
-    except (ConfigError, MasterKeyError, SchemaTooNew, AppError, BackupError, DataDirInUse) as exc:
-        print(f"telentir-box: {exc}", file=sys.stderr)
-        return 2
+    except (ConfigError, MasterKeyError, SchemaTooNew, AppError, BackupError, DataDirError) as exc:
+        return fail(str(exc))
+    except OSError as exc:  # anything else the system refused, still one line
+        return fail(str(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def fail(message: str) -> int:
+    print(f"telentir-box: {message}", file=sys.stderr)
+    return 2
+
+
+def command_line_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Options that stand for settings, validated with the config like the file's."""
+    server = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name, None) is not None}
+    return {"server": server} if args.command == "serve" and server else {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="telentir-box",
         description="Self-hosted Telentir encrypted object store and Renchi back office.",
     )
+    parser.add_argument("--version", action="version", version=f"telentir-box {__version__}")
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -97,8 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     create_user = admin_command("create-user", cmd_admin_create_user, "create a user; prints its id as JSON")
     create_user.add_argument("email")
-    create_user.add_argument("--role", choices=["owner", "admin", "member"], default="member")
-    create_user.add_argument("--super-admin", action="store_true", help="also make the user the super admin")
+    create_user.add_argument(
+        "--role",
+        choices=["owner", "admin", "member"],
+        help="team role (default: member; owner with --super-admin)",
+    )
+    create_user.add_argument(
+        "--super-admin", action="store_true", help="make the user the super admin (ends the one-time setup)"
+    )
     create_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin (else one is generated)"
     )
@@ -127,9 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=3100, help="bind port (default 3100)")
     demo.add_argument("--delay-ms", type=float, default=0.0, help="pause between chunks of 200 leads")
 
-    version = commands.add_parser("version", help="print the version", description="print the version")
-    version.set_defaults(command="version")
+    command("version", lambda args, config: print_version(), "print the version")
     return parser
+
+
+def print_version() -> int:
+    print(f"telentir-box {__version__}")
+    return 0
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:
@@ -153,8 +183,9 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
             print(f"applied migration {name}")
         if report.setup_token:
             print(
-                "\nOne-time setup token for the first super admin (shown once; use it with"
-                f" POST /api/setup-super-admin):\n\n    {report.setup_token}\n"
+                "\nOne-time setup token for the first super admin (use it once with"
+                f" POST /api/setup-super-admin; also in {report.setup_token_file} until then):"
+                f"\n\n    {report.setup_token}\n"
             )
         return 0
 
@@ -195,6 +226,7 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, config: Config) -> int:
+    check_restore_key(config.data_dir)
     with exclusive_use(config.data_dir, "telentir-box restore"):
         report = restore_database(config, Path(args.backup))
     previous = str(report.previous) if report.previous else None
@@ -232,7 +264,7 @@ def cmd_admin_create_user(args: argparse.Namespace, config: Config) -> int:
             new = NewUser(
                 email=args.email,
                 password=password,
-                role=args.role,
+                role=args.role or ("owner" if args.super_admin else "member"),
                 first_name=args.first_name,
                 last_name=args.last_name,
                 phone=args.phone,
@@ -248,6 +280,8 @@ def cmd_admin_create_user(args: argparse.Namespace, config: Config) -> int:
                 ).key
         finally:
             await box.stop()
+        if args.super_admin:
+            discard_setup_token_file(config.data_dir)
         print(json.dumps(result))
         return 0
 
@@ -317,14 +351,16 @@ def cmd_admin_set_role(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from telentir_box.logs import configure_logging
-    from telentir_box.server import serve
+    from telentir_box.server import CannotListen, serve
 
-    if args.host:
-        config.server.host = args.host
-    if args.port is not None:
-        config.server.port = args.port
     configure_logging(config.log.level, config.log.format)
-    return run(serve(config))
+    # Until the server takes the signals, Ctrl-C stops the start at once, as SIGTERM
+    # does; asyncio's own handler would wait for a blocked database call to give up.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        return run(serve(config, config_path(args.config)))
+    except CannotListen as exc:
+        return fail(str(exc))
 
 
 def cmd_admin_grant_credits(args: argparse.Namespace, config: Config) -> int:

@@ -17,6 +17,7 @@ import msgspec
 ENV_PREFIX = "TELENTIR_BOX_"
 CONFIG_ENV = "TELENTIR_BOX_CONFIG"
 MASK = "********"
+_RANGE_MESSAGE = re.compile(r"`(?P<field>\w+)` (?P<rest>.*) - at `\$\.(?P<section>\w+)`")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
@@ -25,7 +26,24 @@ class ConfigError(Exception):
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """A config section; each checks its ranges in __post_init__, so a bad value stops
+    `check-config` and every command at start instead of misbehaving later (a read pool
+    of 0 used to hang the box for good)."""
+
+    def _at_least(self, minimum: float, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) < minimum:
+                raise ValueError(f"`{name}` must be at least {minimum}, not {getattr(self, name)}")
+
+    def _at_most(self, maximum: float, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) > maximum:
+                raise ValueError(f"`{name}` must be at most {maximum}, not {getattr(self, name)}")
+
+    def _positive(self, *names: str) -> None:
+        for name in names:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be more than 0, not {getattr(self, name)}")
 
 
 class ServerConfig(_Section):
@@ -42,6 +60,9 @@ class ServerConfig(_Section):
     max_connections: int = 8192
 
     def __post_init__(self) -> None:
+        self._at_least(1, "port", "max_body_bytes")
+        self._at_most(65535, "port")
+        self._positive("shutdown_timeout")
         # Browsers send the session cookie to these origins and let them read the
         # answers, so each must be named exactly: a wildcard would open every account
         # to every web page.
@@ -70,12 +91,19 @@ class ServerConfig(_Section):
 class DataConfig(_Section):
     dir: str = "./telentir-data"
 
+    def __post_init__(self) -> None:
+        if not self.dir.strip():
+            raise ValueError("`dir` must name a directory")
+
 
 class DatabaseConfig(_Section):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     read_pool_size: int = 4
     busy_timeout_ms: int = 5000
     max_batch: int = 256
+
+    def __post_init__(self) -> None:
+        self._at_least(1, "read_pool_size", "busy_timeout_ms", "max_batch")
 
 
 class LogConfig(_Section):
@@ -100,6 +128,26 @@ class AuthConfig(_Section):
     reset_ttl_hours: int = 24
     invite_ttl_days: int = 7
 
+    def __post_init__(self) -> None:
+        self._at_least(
+            1,
+            "session_ttl_hours",
+            "remember_ttl_days",
+            "argon2_time_cost",
+            "argon2_parallelism",
+            "max_attempts",
+            "lockout_seconds",
+            "phone_code_ttl_seconds",
+            "phone_code_attempts",
+            "phone_sends_per_day",
+            "registrations_per_ip_per_hour",
+            "reset_ttl_hours",
+            "invite_ttl_days",
+        )
+        self._at_least(0, "phone_resend_seconds")
+        # Argon2 itself needs 8 KiB of memory per lane.
+        self._at_least(8 * self.argon2_parallelism, "argon2_memory_kib")
+
 
 class TwilioConfig(_Section):
     account_sid: str = ""
@@ -116,11 +164,18 @@ class SmtpConfig(_Section):
     starttls: bool = True
     sender: str = "telentir-box@localhost"
 
+    def __post_init__(self) -> None:
+        self._at_least(1, "port")
+        self._at_most(65535, "port")
+
 
 class StoreConfig(_Section):
     max_object_bytes: int = 1_048_576
     max_metadata_bytes: int = 16_384
     page_size: int = 100
+
+    def __post_init__(self) -> None:
+        self._at_least(1, "max_object_bytes", "max_metadata_bytes", "page_size")
 
 
 class EventsConfig(_Section):
@@ -131,11 +186,20 @@ class EventsConfig(_Section):
     max_streams_per_user: int = 32
     max_streams: int = 2000
 
+    def __post_init__(self) -> None:
+        self._positive("heartbeat_seconds")
+        self._at_least(
+            1, "retention_days", "retention_count", "queue_size", "max_streams_per_user", "max_streams"
+        )
+
 
 class ConnectConfig(_Section):
     base_url: str = ""
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        self._positive("timeout_seconds", "connect_timeout_seconds")
 
 
 class BillingConfig(_Section):
@@ -146,6 +210,13 @@ class BillingConfig(_Section):
     stripe_secret_key: str = ""
     stripe_customer_id: str = ""
     stripe_api_base: str = "https://api.stripe.com"
+
+    def __post_init__(self) -> None:
+        self._at_least(0, "lead_allowance", "lead_price_cents")
+        if not re.fullmatch(r"[a-z]{3}", self.currency):
+            raise ValueError(
+                f"`currency` must be a three-letter ISO code in lower case, not {self.currency!r}"
+            )
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -171,10 +242,21 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return Path(self.data.dir).expanduser().resolve()
 
 
-def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read the TOML file (if any), lay the environment over it and validate the result."""
+def config_path(path: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The config file in force: the one named, else $TELENTIR_BOX_CONFIG, else none."""
     environ = os.environ if environ is None else environ
-    path = path or environ.get(CONFIG_ENV) or None
+    return path or environ.get(CONFIG_ENV) or None
+
+
+def load_config(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Read the TOML file (if any), lay the environment and then `overrides` (command-line
+    options, by section) over it and validate the result."""
+    environ = os.environ if environ is None else environ
+    path = config_path(path, environ)
     raw: dict[str, Any] = {}
     if path:
         try:
@@ -187,6 +269,8 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
         if name.startswith(ENV_PREFIX) and name != CONFIG_ENV and "__" in name:
             section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
             raw.setdefault(section, {})[key] = _env_value(value)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
     try:
         return msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -206,7 +290,11 @@ def _env_value(value: str) -> Any:
 
 
 def _readable(message: str) -> str:
-    # msgspec says "... - at `$.server.port`"; operators think in "server.port".
+    # msgspec says "... - at `$.server.port`"; operators think in "server.port". A range
+    # check names its field and msgspec the section: join them.
+    ranged = _RANGE_MESSAGE.fullmatch(message)
+    if ranged:
+        return f"`{ranged['section']}.{ranged['field']}` {ranged['rest']}"
     return message.replace("`$.", "`").replace("$.", "")
 
 

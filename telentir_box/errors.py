@@ -41,6 +41,14 @@ class CrossSiteRefused(AppError):
     code, status, default_message = "CSRF_REJECTED", 403, "Cross-site request refused"
 
 
+class SetupComplete(AppError):
+    code, status, default_message = (
+        "SETUP_COMPLETE",
+        403,
+        "The super admin has already been set up; the setup token no longer exists",
+    )
+
+
 class PhoneVerificationRequired(AppError):
     code, status, default_message = (
         "PHONE_VERIFICATION_REQUIRED",

@@ -9,7 +9,9 @@ import time
 
 import msgspec
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Record attributes that are not the caller's context; uvicorn's `color_message` (the
+# message with ANSI colour codes, for its own terminal formatter) is noise in a log file.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

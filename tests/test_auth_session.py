@@ -54,7 +54,7 @@ def test_setup_super_admin_creates_owner_once(client: TestClient, data_dir: Path
         json={"setupToken": token_value, "email": "second@example.com", "password": PASSWORD},
     )
     assert again.status_code == 403
-    assert again.json()["code"] == "FORBIDDEN"
+    assert again.json()["code"] == "SETUP_COMPLETE"
     assert login(client, "second@example.com").status_code == 401
 
 

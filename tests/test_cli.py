@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from telentir_box.cli import main
+from telentir_box.cli import build_parser, main
 
 
 @pytest.fixture
@@ -69,3 +69,23 @@ def test_cli_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             main([command, "--help"])
         assert exited.value.code == 0
         assert capsys.readouterr().out.strip()
+
+
+def test_cli_version_option_and_every_command_takes_config(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("telentir-box ")
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    admin = commands.pop("admin")._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, parser in [*commands.items(), *admin.items()]:
+        assert "--config" in parser._option_string_actions, name
+
+
+def test_cli_config_file_missing_is_refused_by_every_command(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["init"], ["migrate"], ["admin", "list-users"], ["backup", "x"], ["serve"]):
+        assert main([*command, "--config", "/nonexistent.toml"]) == 2
+        assert "config file not found: /nonexistent.toml" in capsys.readouterr().err
+    assert not cli_env.exists()

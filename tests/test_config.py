@@ -90,3 +90,76 @@ def test_config_masked_hides_every_secret() -> None:
 def test_config_example_file_matches_defaults() -> None:
     example = Path(__file__).parent.parent / "config.example.toml"
     assert load_config(str(example), environ={}) == load_config(environ={})
+
+
+OUT_OF_RANGE = [
+    ("SERVER__PORT", "0"),
+    ("SERVER__PORT", "65536"),
+    ("SERVER__MAX_BODY_BYTES", "0"),
+    ("SERVER__SHUTDOWN_TIMEOUT", "0"),
+    ("DATA__DIR", " "),
+    ("DATABASE__READ_POOL_SIZE", "0"),
+    ("DATABASE__READ_POOL_SIZE", "-1"),
+    ("DATABASE__BUSY_TIMEOUT_MS", "0"),
+    ("DATABASE__MAX_BATCH", "0"),
+    *[
+        (f"AUTH__{name}", "0")
+        for name in (
+            "SESSION_TTL_HOURS",
+            "REMEMBER_TTL_DAYS",
+            "ARGON2_MEMORY_KIB",
+            "ARGON2_TIME_COST",
+            "ARGON2_PARALLELISM",
+            "MAX_ATTEMPTS",
+            "LOCKOUT_SECONDS",
+            "PHONE_CODE_TTL_SECONDS",
+            "PHONE_CODE_ATTEMPTS",
+            "PHONE_SENDS_PER_DAY",
+            "REGISTRATIONS_PER_IP_PER_HOUR",
+            "RESET_TTL_HOURS",
+            "INVITE_TTL_DAYS",
+        )
+    ],
+    ("AUTH__PHONE_RESEND_SECONDS", "-1"),
+    ("SMTP__PORT", "70000"),
+    ("STORE__MAX_OBJECT_BYTES", "0"),
+    ("STORE__MAX_METADATA_BYTES", "0"),
+    ("STORE__PAGE_SIZE", "0"),
+    ("EVENTS__HEARTBEAT_SECONDS", "0"),
+    ("EVENTS__RETENTION_DAYS", "0"),
+    ("EVENTS__RETENTION_COUNT", "0"),
+    ("EVENTS__QUEUE_SIZE", "0"),
+    ("EVENTS__MAX_STREAMS_PER_USER", "0"),
+    ("EVENTS__MAX_STREAMS", "0"),
+    ("CONNECT__TIMEOUT_SECONDS", "0"),
+    ("CONNECT__CONNECT_TIMEOUT_SECONDS", "-1"),
+    ("BILLING__LEAD_ALLOWANCE", "-1"),
+    ("BILLING__LEAD_PRICE_CENTS", "-1"),
+    ("BILLING__CURRENCY", "US Dollars"),
+]
+
+
+@pytest.mark.parametrize(("setting", "value"), OUT_OF_RANGE)
+def test_config_refuses_every_setting_out_of_range(setting: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={f"TELENTIR_BOX_{setting}": value})
+    message = str(caught.value)
+    assert setting.lower().replace("__", ".") in message.replace("`", "") and "\n" not in message
+
+
+def test_config_accepts_the_edges_of_each_range() -> None:
+    config = load_config(
+        environ={
+            "TELENTIR_BOX_SERVER__PORT": "65535",
+            "TELENTIR_BOX_DATABASE__READ_POOL_SIZE": "1",
+            "TELENTIR_BOX_AUTH__PHONE_RESEND_SECONDS": "0",
+            "TELENTIR_BOX_BILLING__LEAD_ALLOWANCE": "0",
+        }
+    )
+    assert (config.server.port, config.database.read_pool_size) == (65535, 1)
+
+
+def test_config_command_line_settings_are_validated_too() -> None:
+    with pytest.raises(ConfigError, match=r"server\.port"):
+        load_config(environ={}, overrides={"server": {"port": 70000}})
+    assert load_config(environ={}, overrides={"server": {"port": 8080}}).server.port == 8080

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 
 from telentir_box.auth.passwords import Passwords
 from telentir_box.auth.principal import Authenticator
+from telentir_box.datadir import SETUP_TOKEN
+from telentir_box.db import secrets as secrets_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.timestamps import iso
@@ -58,6 +60,9 @@ async def create_user(db: Database, passwords: Passwords, new: NewUser) -> str:
     user_id = new_id("usr")
 
     async def write(tx: Transaction) -> bool:
+        if new.super_admin:
+            # The one-time setup exists only while no super admin does.
+            await secrets_repo.delete_secret(tx, SETUP_TOKEN)
         return await users_repo.insert_user(
             tx,
             user_id=user_id,

@@ -19,14 +19,14 @@ from telentir_box.auth.accounts import (
 from telentir_box.auth.audit import record_audit
 from telentir_box.auth.passwords import check_password_policy
 from telentir_box.auth.principal import Principal
-from telentir_box.datadir import SECRETS_PURPOSE, SETUP_TOKEN, SETUP_TOKEN_FILE
+from telentir_box.datadir import SECRETS_PURPOSE, SETUP_TOKEN, discard_setup_token_file
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import secrets as secrets_repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Transaction
 from telentir_box.db.timestamps import iso
 from telentir_box.db.users import UserRow
-from telentir_box.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
+from telentir_box.errors import Conflict, Forbidden, SetupComplete, Unauthorized, ValidationFailed
 from telentir_box.ids import new_id
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ async def setup_super_admin(
         sealed = await secrets_repo.get_secret(conn, SETUP_TOKEN)
     if sealed is None:
         attempt.forgive()
-        raise Forbidden("The super admin has already been set up")
+        raise SetupComplete()
     if not hmac.compare_digest(sealer.open(sealed, b"setup"), setup_token.encode()):
         await record_audit(box.db, "setup_failed", ip=ip)
         raise Forbidden("Invalid setup token")
@@ -200,9 +200,11 @@ async def setup_super_admin(
 
     async def write(tx: Transaction) -> None:
         # Deleting the secret in the same transaction as creating the owner makes the
-        # token single-use even when two requests race.
-        if not await secrets_repo.delete_secret(tx, SETUP_TOKEN):
-            raise Forbidden("The super admin has already been set up")
+        # token single-use even when two requests race; a super admin made another way
+        # (`admin create-user --super-admin`) ends it too.
+        deleted = await secrets_repo.delete_secret(tx, SETUP_TOKEN)
+        if not deleted or await users_repo.super_admin_exists(tx.conn):
+            raise SetupComplete()
         if not await users_repo.insert_user(
             tx,
             user_id=user_id,
@@ -217,7 +219,7 @@ async def setup_super_admin(
         await identity_repo.insert_audit(tx, "super_admin_created", user_id=user_id, ip=ip)
 
     await box.db.write(write)
-    (box.config.data_dir / SETUP_TOKEN_FILE).unlink(missing_ok=True)
+    discard_setup_token_file(box.config.data_dir)
     ttl = session_ttl(box, False)
     token = await start_session(box.db, box.authenticator, user_id, box.clock(), ttl)
     return SignedIn("phone_not_verified", token, ttl)

@@ -21,6 +21,15 @@ async def get_secret(conn: Connection, name: str) -> bytes | None:
     return bytes(rows[0]["sealed"]) if rows else None
 
 
+async def get_secret_if_migrated(conn: Connection, name: str) -> bytes | None:
+    """get_secret on a database that may not have its tables yet (new, or never migrated)."""
+    if not await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'box_secrets'"
+    ):
+        return None
+    return await get_secret(conn, name)
+
+
 async def insert_secret(tx: Transaction, name: str, sealed: bytes) -> bool:
     """Insert unless present; True if this call stored it."""
     cursor = await tx.conn.execute(

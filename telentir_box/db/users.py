@@ -307,3 +307,7 @@ async def session_expiry(conn: Connection, session_id: str) -> str | None:
         conn, "SELECT expires_at FROM sessions WHERE id = ? AND revoked_at IS NULL", (session_id,)
     )
     return row[0] if row else None
+
+
+async def super_admin_exists(conn: Connection) -> bool:
+    return bool(await conn.execute_fetchall("SELECT 1 FROM users WHERE super_admin = 1 LIMIT 1"))
