@@ -17,6 +17,10 @@ ENV_PREFIX = "TELENTIR_BOX_"
 CONFIG_ENV = "TELENTIR_BOX_CONFIG"
 MASK = "********"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+# Slash-separated segments, none empty and none starting with a dot: no "." or ".."
+# segment, no trailing slash and no percent-escapes, so an allowed connector path names
+# one route and cannot be another route's spelling.
+CONNECTOR_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
 
 
 class ConfigError(Exception):
@@ -115,6 +119,18 @@ class ConnectConfig(_Section):
     base_url: str = ""
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 5.0
+    # The only connector paths /api/connect calls (exactly as written), and those of them
+    # that spend lead credits; every other path is refused before the connector is called.
+    paths: list[str] = msgspec.field(default_factory=lambda: ["/get-leads"])
+    metered_paths: list[str] = msgspec.field(default_factory=lambda: ["/get-leads"])
+
+    def __post_init__(self) -> None:
+        for path in self.paths:
+            if not CONNECTOR_PATH.fullmatch(path):
+                raise ValueError(f"paths entries must be absolute paths such as /get-leads, not {path!r}")
+        for path in self.metered_paths:
+            if path not in self.paths:
+                raise ValueError(f"metered_paths entry {path!r} must also be listed in paths")
 
 
 class BillingConfig(_Section):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,11 +28,6 @@ StoreBatch = Callable[[list[Record]], Awaitable[None]]
 log = logging.getLogger("telentir_box.connect")
 MAX_BATCH = 500
 MAX_CREDITS = 1_000_000
-LEADS_PATH = "/get-leads"
-# Slash-separated segments, none empty and none starting with a dot: no "." or ".."
-# segment, no trailing slash and no percent-escapes, so no other spelling of a path can
-# reach the same connector route (and /get-leads can't be reached without its credits).
-_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
 _END = object()
 
 
@@ -98,7 +92,7 @@ async def ingest_records(
 
 @dataclass(frozen=True, slots=True)
 class ConnectOutcome:
-    """What a finished connect request did. `granted` is None off /get-leads."""
+    """What a finished connect request did. `granted` is None off a metered path."""
 
     granted: int | None
     stored: int
@@ -107,11 +101,16 @@ class ConnectOutcome:
     interrupted: bool
 
 
-def validate_target(repository: str, path: str) -> None:
+def validate_target(repository: str, path: str, allowed_paths: list[str]) -> None:
+    """Only the operator's paths, exactly as configured: any other spelling of a route
+    (a trailing dot or slash, another case, an extra segment) could reach the connector
+    beside its metering, so it is refused before the connector is called."""
     if repository not in STORES:
         raise ValidationFailed(f"`repository` must be one of: {', '.join(STORES)}")
-    if not _PATH.fullmatch(path):
-        raise ValidationFailed("`path` must be an absolute connector path such as /get-leads")
+    if path not in allowed_paths:
+        raise ValidationFailed(
+            f"`path` must be one of the connector paths allowed here: {', '.join(allowed_paths)}"
+        )
 
 
 def requested_credits(params: dict[str, Any]) -> int:
@@ -126,15 +125,14 @@ def requested_credits(params: dict[str, Any]) -> int:
 async def run_connect(
     box: Box, user_id: str, repository: str, path: str, params: dict[str, Any]
 ) -> ConnectOutcome:
-    """Stream the connector's records into `repository`; for /get-leads, within the
-    credits it can be granted, settled whatever happens."""
-    validate_target(repository, path)
+    """Stream the connector's records into `repository`; for a metered path (/get-leads),
+    within the credits it can be granted, settled whatever happens."""
     connect = box.config.connect
+    validate_target(repository, path, connect.paths)
     if not connect.base_url:
         raise ServiceUnavailable("no connector service is configured ([connect] base_url)")
     reservation = None
-    # Case-insensitively: the connector's router may not care about case either.
-    if path.lower() == LEADS_PATH:
+    if path in connect.metered_paths:
         requested = requested_credits(params)
         reservation = await box.credits.reserve(user_id, requested)
         if reservation is None:
