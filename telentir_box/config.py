@@ -104,6 +104,11 @@ class StoreConfig(_Section):
     max_object_bytes: int = 1_048_576
     max_metadata_bytes: int = 16_384
     page_size: int = 100
+    server_generations_per_hour: int = 10
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.server_generations_per_hour <= 100_000:
+            raise ValueError("server_generations_per_hour must be from 1 to 100000")
 
 
 class EventsConfig(_Section):
