@@ -18,7 +18,7 @@ from telentir_box.auth.codes import generate_token
 from telentir_box.auth.principal import Principal
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
-from telentir_box.db.database import Transaction
+from telentir_box.db.database import Database, Transaction
 from telentir_box.db.timestamps import iso
 from telentir_box.db.users import UserRow
 from telentir_box.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -126,7 +126,7 @@ async def _member(tx: Transaction, member_id: str) -> UserRow:
     return user
 
 
-async def set_member_role(box: Box, actor: Principal | None, member_id: str, role: str) -> UserRow:
+async def set_member_role(db: Database, actor: Principal | None, member_id: str, role: str) -> UserRow:
     """`actor` None is the offline admin CLI: no ranks, but the last owner stays."""
     _check_role_name(role)
 
@@ -147,10 +147,10 @@ async def set_member_role(box: Box, actor: Principal | None, member_id: str, rol
         )
         return await _member(tx, member_id)
 
-    return await box.db.write(write)
+    return await db.write(write)
 
 
-async def remove_member(box: Box, actor: Principal, member_id: str) -> None:
+async def remove_member(db: Database, actor: Principal, member_id: str) -> None:
     async def write(tx: Transaction) -> None:
         user = await _member(tx, member_id)
         _check_authority(actor.user_id, await _actor_rank(tx, actor), user)
@@ -160,4 +160,4 @@ async def remove_member(box: Box, actor: Principal, member_id: str) -> None:
             tx, "member_removed", user_id=user.id, actor_id=actor.user_id, detail={"email": user.email}
         )
 
-    await box.db.write(write)
+    await db.write(write)
