@@ -28,6 +28,7 @@ from telentir_box.events.bus import Bus
 from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
+from telentir_box.store.keygen import KeyGenerator
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -49,6 +50,7 @@ class Box:
     bus: Bus
     tickets: StreamTickets
     credits: Credits
+    keygen: KeyGenerator
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -83,6 +85,7 @@ class Box:
             tickets=StreamTickets(keyring.derive("event-tickets")),
             credits=build_credits(db, config.billing, http),
             setup_token_file=report.setup_token_file,
+            keygen=KeyGenerator(config.store.server_generations_per_hour),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish

@@ -19,6 +19,10 @@ CONFIG_ENV = "TELENTIR_BOX_CONFIG"
 MASK = "********"
 _RANGE_MESSAGE = re.compile(r"`(?P<field>\w+)` (?P<rest>.*) - at `\$\.(?P<section>\w+)`")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+# Slash-separated segments, none empty and none starting with a dot: no "." or ".."
+# segment, no trailing slash and no percent-escapes, so an allowed connector path names
+# one route and cannot be another route's spelling.
+CONNECTOR_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
 
 
 class ConfigError(Exception):
@@ -173,9 +177,13 @@ class StoreConfig(_Section):
     max_object_bytes: int = 1_048_576
     max_metadata_bytes: int = 16_384
     page_size: int = 100
+    server_generations_per_hour: int = 10
 
     def __post_init__(self) -> None:
-        self._at_least(1, "max_object_bytes", "max_metadata_bytes", "page_size")
+        self._at_least(
+            1, "max_object_bytes", "max_metadata_bytes", "page_size", "server_generations_per_hour"
+        )
+        self._at_most(100_000, "server_generations_per_hour")
 
 
 class EventsConfig(_Section):
@@ -197,8 +205,18 @@ class ConnectConfig(_Section):
     base_url: str = ""
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 5.0
+    # The only connector paths /api/connect calls (exactly as written), and those of them
+    # that spend lead credits; every other path is refused before the connector is called.
+    paths: list[str] = msgspec.field(default_factory=lambda: ["/get-leads"])
+    metered_paths: list[str] = msgspec.field(default_factory=lambda: ["/get-leads"])
 
     def __post_init__(self) -> None:
+        for path in self.paths:
+            if not CONNECTOR_PATH.fullmatch(path):
+                raise ValueError(f"paths entries must be absolute paths such as /get-leads, not {path!r}")
+        for path in self.metered_paths:
+            if path not in self.paths:
+                raise ValueError(f"metered_paths entry {path!r} must also be listed in paths")
         self._positive("timeout_seconds", "connect_timeout_seconds")
 
 

@@ -51,6 +51,10 @@ def test_connect_demo_connector_streams_the_credited_number_of_leads(demo_url: s
     assert {lead["company"] for lead in leads} == {"Acme"}
     assert {"name", "phone", "email", "status", "tags"} <= set(leads[0])
     assert httpx.post(demo_url + "/get-leads", content=b"[1]").status_code == 400
+    # Leads only on /get-leads: other spellings and routes are not served.
+    for path in ("/get-leads.", "/get-leads/x", "/leads", "/"):
+        assert httpx.post(demo_url + path, json={"credits": 300}).status_code == 404
+    assert httpx.get(demo_url + "/get-leads").status_code == 404
 
 
 def test_connect_admin_grant_credits_books_a_grant(env: dict[str, str]) -> None:

@@ -148,14 +148,12 @@ def test_connect_clamps_to_allowance_plus_prepaid(
     }
 
 
-@pytest.mark.parametrize("path", ["/get-leads", "/GET-Leads"])
 def test_connect_with_nothing_available_never_calls_the_connector(
-    start_app: Callable[..., TestClient], connector: FakeConnector, path: str
+    start_app: Callable[..., TestClient], connector: FakeConnector
 ) -> None:
     app = start_app(TELENTIR_BOX_BILLING__LEAD_ALLOWANCE="0")
     users = team(app)
-    body = {**leads_body(5), "path": path}
-    response = app.post("/api/connect", json=body, headers=bearer(users["member"]))
+    response = app.post("/api/connect", json=leads_body(5), headers=bearer(users["member"]))
     assert response.status_code == 204
     assert response.headers["x-telentir-credits-granted"] == "0"
     assert response.headers["x-telentir-connector"].startswith("skipped")
@@ -225,8 +223,10 @@ def test_connect_fails_before_streaming_with_a_clear_error(
 
 
 def test_connect_other_paths_skip_credits_and_bad_frames(
-    app: TestClient, users: Users, connector: FakeConnector
+    start_app: Callable[..., TestClient], connector: FakeConnector
 ) -> None:
+    app = start_app(TELENTIR_BOX_CONNECT__PATHS='["/get-leads", "/sync/tasks"]')
+    users = team(app)
     frames = [
         b": keep-alive\n\n",
         b'data: {"title": "one"}\r\n\r\n',
@@ -269,6 +269,7 @@ def test_connect_other_paths_skip_credits_and_bad_frames(
                 "//get-leads",
                 "/get%2Dleads",
                 "/x/../get-leads",
+                "/GET-Leads",
             )
         ),
         ({"repository": "contacts", "path": "/.hidden", "params": {}}, "path"),

@@ -1,5 +1,6 @@
 """Servers, root provisioning (once, even under concurrent first calls) and what the
-box writes for users, over the app in-process."""
+box writes for users, over the app in-process; and, over the real server, what a
+generated server costs: checked first, then limited per user per hour."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import asyncio
 import base64
 import json
 import secrets
+import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -19,7 +26,7 @@ from telentir_box.box import Box
 from telentir_box.config import Config
 from telentir_box.store.root import ensure_provisioned, get_root
 from telentir_box.store.writer import write_for_user
-from tests.conftest import create_user
+from tests.conftest import LiveServer, create_user
 from tests.store_client import OAEP, StoreClient, b64url_decode
 
 
@@ -180,3 +187,52 @@ async def test_store_write_for_user_fresh_key_per_document(config: Config, env: 
             assert plain.decode() == json.dumps(doc, separators=(",", ":"))
     finally:
         await box.stop()
+
+
+def provisioned_servers(data_dir: Path, user_id: str) -> int:
+    """Rows of `user_id`'s servers, read straight from the database file."""
+    with closing(sqlite3.connect(data_dir / "telentir-box.sqlite3")) as conn:
+        return conn.execute("SELECT COUNT(*) FROM user_servers WHERE user_id = ?", (user_id,)).fetchone()[0]
+
+
+@pytest.mark.e2e
+def test_store_servers_generation_is_checked_first_and_limited_per_user(
+    live_server_factory: Callable[..., LiveServer],
+    user_factory: Callable[..., dict[str, str]],
+    data_dir: Path,
+) -> None:
+    server = live_server_factory(TELENTIR_BOX_STORE__SERVER_GENERATIONS_PER_HOUR="2")
+    user, other = user_factory(), user_factory()
+    headers = {"authorization": f"Bearer {user['api_key']}"}
+    with server.client() as http:
+
+        def generate(name: str, who: dict[str, str] = headers) -> httpx.Response:
+            return http.post("/api/servers", json={"name": name, "mode": "generate"}, headers=who)
+
+        # Refused before anything costly: not even the first-call provisioning ran.
+        for name in ("bad name", "box", "n" * 65, ".hidden"):
+            refused = generate(name)
+            assert (refused.status_code, refused.json()["code"]) == (400, "VALIDATION_ERROR"), name
+        assert provisioned_servers(data_dir, user["id"]) == 0
+
+        assert generate("first").status_code == 201
+        # A taken name is refused before the limit is counted, however often it is tried.
+        for name in ("first", "default", "FIRST"):
+            taken = generate(name)
+            assert (taken.status_code, taken.json()["code"]) == (409, "CONFLICT"), name
+
+        # Concurrently, exactly one more generation fits in the hour.
+        with ThreadPoolExecutor(6) as pool:
+            statuses = sorted(pool.map(lambda n: generate(f"burst{n}").status_code, range(6)))
+        assert statuses == [201, 429, 429, 429, 429, 429]
+        limited = generate("late")
+        assert (limited.status_code, limited.json()["code"]) == (429, "RATE_LIMITED")
+        assert 0 < int(limited.headers["retry-after"]) <= 3600
+        assert set(limited.json()) == {"error", "code", "message"}
+        assert provisioned_servers(data_dir, user["id"]) == 3  # default, first, one burst
+
+        # The limit is the caller's alone, and it does not cover uploads (no generation).
+        assert generate("mine", {"authorization": f"Bearer {other['api_key']}"}).status_code == 201
+        byok = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        body = {"name": "uploaded", "mode": "upload_public", "publicKey": spki(byok)}
+        assert http.post("/api/servers", json=body, headers=headers).status_code == 201

@@ -52,4 +52,4 @@ async def revoke_sessions(box: Box, email: str) -> int:
 
 
 async def set_role(box: Box, email: str, role: str) -> None:
-    await team.set_member_role(box, None, (await find_user(box, email)).id, role)
+    await team.set_member_role(box.db, None, (await find_user(box, email)).id, role)

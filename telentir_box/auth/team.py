@@ -1,5 +1,11 @@
 """The single team: invites (single-use tokens carrying a role), listing members,
-changing roles and removing members, never leaving the team without an owner."""
+changing roles and removing members, never leaving the team without an owner or a
+super admin.
+
+Rank, highest first: super admin (the flag, whatever the role), owner, admin, member.
+Through the API a caller grants roles up to their own rank and changes or removes only
+members strictly below them (or themselves), so nobody can act on a peer or on someone
+above them. The offline admin CLI (no actor) is the operator's and skips the ranks."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from telentir_box.auth.codes import generate_token
 from telentir_box.auth.principal import Principal
 from telentir_box.db import identity as identity_repo
 from telentir_box.db import users as users_repo
-from telentir_box.db.database import Transaction
+from telentir_box.db.database import Database, Transaction
 from telentir_box.db.timestamps import iso
 from telentir_box.db.users import UserRow
 from telentir_box.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -30,15 +36,49 @@ class Invite:
     expires_at: str
 
 
-def _check_role(role: str, actor: Principal) -> None:
+ROLE_RANK = {"member": 0, "admin": 1, "owner": 2}
+SUPER_ADMIN_RANK = 3
+
+
+def rank(role: str, super_admin: bool) -> int:
+    return SUPER_ADMIN_RANK if super_admin else ROLE_RANK[role]
+
+
+def _check_role_name(role: str) -> None:
     if role not in ROLES:
         raise ValidationFailed(f"Field `role` must be one of {', '.join(ROLES)}")
-    if role == "owner" and actor.role != "owner" and not actor.super_admin:
-        raise Forbidden("Only an owner can grant the owner role")
+
+
+def _check_grant(role: str, actor_rank: int) -> None:
+    if ROLE_RANK[role] > actor_rank:
+        raise Forbidden("You can only grant roles up to your own")
+
+
+def _check_authority(actor_id: str, actor_rank: int, target: UserRow) -> None:
+    if target.id != actor_id and rank(target.role, target.super_admin) >= actor_rank:
+        raise Forbidden("You can only change or remove members below you")
+
+
+async def _actor_rank(tx: Transaction, actor: Principal) -> int:
+    """The caller's rank as this transaction sees it: a demotion committed a moment ago
+    (possibly in the same group of writes) counts, whatever a cache still holds."""
+    row = await users_repo.get_user(tx.conn, actor.user_id)
+    if row is None:
+        raise Forbidden()
+    return rank(row.role, row.super_admin)
+
+
+async def _keep_the_top(tx: Transaction, before: UserRow) -> None:
+    """Raise (rolling the change back) if it left the box without an owner or super admin."""
+    if before.role == "owner" and await users_repo.count_owners(tx) == 0:
+        raise Conflict("The team must keep at least one owner")
+    if before.super_admin and await users_repo.count_super_admins(tx) == 0:
+        raise Conflict("The box must keep at least one super admin")
 
 
 async def create_invite(box: Box, actor: Principal, email: str, role: str) -> Invite:
-    _check_role(role, actor)
+    _check_role_name(role)
+    _check_grant(role, rank(actor.role, actor.super_admin))
     email = normalise_email(email)
     token = generate_token("tbi")
     expires = iso(box.clock() + timedelta(days=box.config.auth.invite_ttl_days))
@@ -86,20 +126,18 @@ async def _member(tx: Transaction, member_id: str) -> UserRow:
     return user
 
 
-async def set_member_role(box: Box, actor: Principal | None, member_id: str, role: str) -> UserRow:
-    """`actor` None is the offline admin CLI."""
-    if actor is not None:
-        _check_role(role, actor)
-    elif role not in ROLES:
-        raise ValidationFailed(f"Field `role` must be one of {', '.join(ROLES)}")
+async def set_member_role(db: Database, actor: Principal | None, member_id: str, role: str) -> UserRow:
+    """`actor` None is the offline admin CLI: no ranks, but the last owner stays."""
+    _check_role_name(role)
 
     async def write(tx: Transaction) -> UserRow:
         user = await _member(tx, member_id)
-        if actor is not None and user.role == "owner" and actor.role != "owner" and not actor.super_admin:
-            raise Forbidden("Only an owner can change an owner's role")
+        if actor is not None:
+            actor_rank = await _actor_rank(tx, actor)
+            _check_authority(actor.user_id, actor_rank, user)
+            _check_grant(role, actor_rank)
         await users_repo.set_role(tx, user.id, role)
-        if user.role == "owner" and await users_repo.count_owners(tx) == 0:
-            raise Conflict("The team must keep at least one owner")
+        await _keep_the_top(tx, user)
         await identity_repo.insert_audit(
             tx,
             "role_changed",
@@ -109,19 +147,17 @@ async def set_member_role(box: Box, actor: Principal | None, member_id: str, rol
         )
         return await _member(tx, member_id)
 
-    return await box.db.write(write)
+    return await db.write(write)
 
 
-async def remove_member(box: Box, actor: Principal, member_id: str) -> None:
+async def remove_member(db: Database, actor: Principal, member_id: str) -> None:
     async def write(tx: Transaction) -> None:
         user = await _member(tx, member_id)
-        if user.role == "owner" and actor.role != "owner" and not actor.super_admin:
-            raise Forbidden("Only an owner can remove an owner")
+        _check_authority(actor.user_id, await _actor_rank(tx, actor), user)
         await users_repo.delete_user(tx, user.id)
-        if user.role == "owner" and await users_repo.count_owners(tx) == 0:
-            raise Conflict("The team must keep at least one owner")
+        await _keep_the_top(tx, user)
         await identity_repo.insert_audit(
             tx, "member_removed", user_id=user.id, actor_id=actor.user_id, detail={"email": user.email}
         )
 
-    await box.db.write(write)
+    await db.write(write)

@@ -117,13 +117,13 @@ class TeamController(Controller):
         member_id: FromPath[str],
         data: JSONBody[RoleBody],
     ) -> dict[str, Any]:
-        return team.describe_member(await team.set_member_role(box, principal, member_id, data.role))
+        return team.describe_member(await team.set_member_role(box.db, principal, member_id, data.role))
 
     @delete("/members/{member_id:str}")
     async def remove(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], member_id: FromPath[str]
     ) -> None:
-        await team.remove_member(box, principal, member_id)
+        await team.remove_member(box.db, principal, member_id)
 
 
 class AuditController(Controller):

@@ -1,6 +1,7 @@
-"""A demo connector for local development (`telentir-box demo-connector`): any POST
-streams synthetic leads as Server-Sent Events, `credits` of them (or `count`), so
-/api/connect can be tried without the real connector service."""
+"""A demo connector for local development (`telentir-box demo-connector`): a POST to
+/get-leads streams synthetic leads as Server-Sent Events, `credits` of them (or
+`count`), so /api/connect can be tried without the real connector service. GET /health
+answers ok; every other route is 404."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+LEADS_ROUTE = "/get-leads"
+HEALTH_ROUTE = "/health"
 DEFAULT_COUNT = 10
 MAX_COUNT = 1_000_000
 FRAMES_PER_CHUNK = 200
@@ -67,8 +70,12 @@ def build_demo_app(delay_seconds: float = 0.0) -> Callable[[Scope, Receive, Send
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        if scope["method"] == "GET":
+        route = (scope["method"], scope["path"])
+        if route == ("GET", HEALTH_ROUTE):
             await _respond(send, 200, b'{"status":"ok"}', b"application/json")
+            return
+        if route != ("POST", LEADS_ROUTE):
+            await _respond(send, 404, b'{"error":"no such route"}', b"application/json")
             return
         try:
             params = json.loads(body or b"{}")

@@ -6,22 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from telentir_box.config import ConnectConfig
 from telentir_box.connect.connector import ConnectorUnavailable, FrameCounts, stream_records
-from telentir_box.connect.credits import record_leads_stored
-from telentir_box.db.database import Transaction
+from telentir_box.connect.credits import Credits, record_leads_stored
+from telentir_box.crypto.keyring import Keyring
+from telentir_box.db.database import Database, Transaction
 from telentir_box.errors import ServiceUnavailable, UpstreamFailed, ValidationFailed
 from telentir_box.store.models import STORES
 from telentir_box.store.writer import write_for_user
-
-if TYPE_CHECKING:
-    from telentir_box.box import Box
 
 Record = dict[str, Any]
 StoreBatch = Callable[[list[Record]], Awaitable[None]]
@@ -29,11 +27,6 @@ StoreBatch = Callable[[list[Record]], Awaitable[None]]
 log = logging.getLogger("telentir_box.connect")
 MAX_BATCH = 500
 MAX_CREDITS = 1_000_000
-LEADS_PATH = "/get-leads"
-# Slash-separated segments, none empty and none starting with a dot: no "." or ".."
-# segment, no trailing slash and no percent-escapes, so no other spelling of a path can
-# reach the same connector route (and /get-leads can't be reached without its credits).
-_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
 _END = object()
 
 
@@ -98,7 +91,7 @@ async def ingest_records(
 
 @dataclass(frozen=True, slots=True)
 class ConnectOutcome:
-    """What a finished connect request did. `granted` is None off /get-leads."""
+    """What a finished connect request did. `granted` is None off a metered path."""
 
     granted: int | None
     stored: int
@@ -107,11 +100,16 @@ class ConnectOutcome:
     interrupted: bool
 
 
-def validate_target(repository: str, path: str) -> None:
+def validate_target(repository: str, path: str, allowed_paths: list[str]) -> None:
+    """Only the operator's paths, exactly as configured: any other spelling of a route
+    (a trailing dot or slash, another case, an extra segment) could reach the connector
+    beside its metering, so it is refused before the connector is called."""
     if repository not in STORES:
         raise ValidationFailed(f"`repository` must be one of: {', '.join(STORES)}")
-    if not _PATH.fullmatch(path):
-        raise ValidationFailed("`path` must be an absolute connector path such as /get-leads")
+    if path not in allowed_paths:
+        raise ValidationFailed(
+            f"`path` must be one of the connector paths allowed here: {', '.join(allowed_paths)}"
+        )
 
 
 def requested_credits(params: dict[str, Any]) -> int:
@@ -123,26 +121,36 @@ def requested_credits(params: dict[str, Any]) -> int:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Ingestion:
+    """What a connect request uses: where records are stored, the connector, the ledger."""
+
+    db: Database
+    keyring: Keyring
+    http: httpx.AsyncClient
+    credits: Credits
+    connect: ConnectConfig
+
+
 async def run_connect(
-    box: Box, user_id: str, repository: str, path: str, params: dict[str, Any]
+    parts: Ingestion, user_id: str, repository: str, path: str, params: dict[str, Any]
 ) -> ConnectOutcome:
-    """Stream the connector's records into `repository`; for /get-leads, within the
-    credits it can be granted, settled whatever happens."""
-    validate_target(repository, path)
-    connect = box.config.connect
+    """Stream the connector's records into `repository`; for a metered path (/get-leads),
+    within the credits it can be granted, settled whatever happens."""
+    connect = parts.connect
+    validate_target(repository, path, connect.paths)
     if not connect.base_url:
         raise ServiceUnavailable("no connector service is configured ([connect] base_url)")
     reservation = None
-    # Case-insensitively: the connector's router may not care about case either.
-    if path.lower() == LEADS_PATH:
+    if path in connect.metered_paths:
         requested = requested_credits(params)
-        reservation = await box.credits.reserve(user_id, requested)
+        reservation = await parts.credits.reserve(user_id, requested)
         if reservation is None:
             return ConnectOutcome(granted=0, stored=0, skipped=0, connector_called=False, interrupted=False)
         params = {**params, "credits": reservation.granted}
     counts = FrameCounts()
     limits = httpx.Timeout(connect.timeout_seconds, connect=connect.connect_timeout_seconds)
-    records = stream_records(box.http, connect.base_url.rstrip("/") + path, params, counts, limits)
+    records = stream_records(parts.http, connect.base_url.rstrip("/") + path, params, counts, limits)
     reservation_id = reservation.id if reservation is not None else None
 
     async def store_batch(batch: list[Record]) -> None:
@@ -150,7 +158,7 @@ async def run_connect(
             if reservation_id is not None:
                 await record_leads_stored(tx, reservation_id, len(batch))
 
-        await write_for_user(box.db, box.keyring, user_id, repository, batch, in_transaction=count)
+        await write_for_user(parts.db, parts.keyring, user_id, repository, batch, in_transaction=count)
 
     try:
         stored, failure = await ingest_records(
@@ -158,7 +166,7 @@ async def run_connect(
         )
     finally:
         if reservation is not None:
-            await asyncio.shield(box.credits.settle_quietly(reservation.id))
+            await asyncio.shield(parts.credits.settle_quietly(reservation.id))
     if isinstance(failure, ConnectorUnavailable) or (failure is not None and stored == 0):
         raise UpstreamFailed(f"{failure}; nothing was stored") from failure
     if failure is not None:

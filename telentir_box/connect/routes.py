@@ -16,7 +16,7 @@ from telentir_box.auth.guards import requires_auth, requires_object_auth, requir
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.connect.credits import MAX_GRANT, Summary
-from telentir_box.connect.ingest import ConnectOutcome, run_connect
+from telentir_box.connect.ingest import ConnectOutcome, Ingestion, run_connect
 
 
 class ConnectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -80,13 +80,17 @@ async def connect(
     data: JSONBody[ConnectBody], box: NamedDependency[Box], principal: NamedDependency[Principal]
 ) -> Response[None]:
     """Stream the connector's records into a store; 204 once the stream ends. Headers say
-    what happened: x-telentir-credits-granted (the clamped credits, /get-leads only),
+    what happened: x-telentir-credits-granted (the clamped credits, on a metered path
+    such as /get-leads only),
     x-telentir-records-stored, x-telentir-frames-skipped, and x-telentir-connector
     ("skipped: ..." when no credits were available and the connector was not called,
     "interrupted" when the stream broke after records were stored: those stay, the
     rest is refunded). A connector that cannot be reached, answers non-2xx or breaks
-    before the first record gives 502 UPSTREAM_ERROR with everything refunded."""
-    outcome = await run_connect(box, principal.user_id, data.repository, data.path, data.params)
+    before the first record gives 502 UPSTREAM_ERROR with everything refunded. A `path`
+    not among `[connect] paths` (default: /get-leads) is 400 VALIDATION_ERROR, and the
+    connector is not called."""
+    parts = Ingestion(box.db, box.keyring, box.http, box.credits, box.config.connect)
+    outcome = await run_connect(parts, principal.user_id, data.repository, data.path, data.params)
     return Response(None, status_code=HTTP_204_NO_CONTENT, headers=outcome_headers(outcome))
 
 

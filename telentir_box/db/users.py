@@ -302,6 +302,12 @@ async def count_owners(tx: Transaction) -> int:
     return int(row[0]) if row else 0
 
 
+async def count_super_admins(tx: Transaction) -> int:
+    async with tx.conn.execute("SELECT count(*) FROM users WHERE super_admin") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def session_expiry(conn: Connection, session_id: str) -> str | None:
     row = await _one(
         conn, "SELECT expires_at FROM sessions WHERE id = ? AND revoked_at IS NULL", (session_id,)

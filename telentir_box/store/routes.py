@@ -57,8 +57,9 @@ class ServerController(Controller):
     async def create_server(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[ServerCreate]
     ) -> CreatedServer:
+        new = await servers.check_new_server(box.keyring, data)
         await root.ensure_provisioned(box.db, box.keyring, principal.user_id)
-        return await servers.create_server(box.db, box.keyring, principal.user_id, data)
+        return await servers.create_server(box.db, box.keyring, box.keygen, principal.user_id, new)
 
     @patch("/servers/{name:str}", summary="Deprecate (or revive) a server for new keys")
     async def patch_server(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -16,6 +17,7 @@ from telentir_box.db import keys as keys_repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.errors import Conflict, NotFound, ValidationFailed
 from telentir_box.ids import new_id
+from telentir_box.store.keygen import KeyGenerator
 from telentir_box.store.models import CreatedServer, PlatformKeyView, ServerCreate, ServerInfo, UserServer
 
 SEAL_PURPOSE = "user-server-keys"
@@ -76,31 +78,60 @@ async def list_servers(db: Database, user_id: str) -> list[UserServer]:
     return [UserServer(r.name, r.public_key, r.deprecated, r.created_at) for r in rows]
 
 
-async def create_server(db: Database, keyring: Keyring, user_id: str, body: ServerCreate) -> CreatedServer:
+@dataclass(frozen=True)
+class NewServer:
+    """A valid request to register a server: `public_key` None asks for a generated pair."""
+
+    name: str
+    public_key: str | None
+
+
+async def check_new_server(keyring: Keyring, body: ServerCreate) -> NewServer:
+    """Everything about the request that can be refused without the database, first:
+    a bad request must never cost a key generation."""
     name = normalise_server_name(body.name, keyring)
-    server_id = new_id("srv")
     if body.mode == "generate":
         if body.publicKey is not None:
             raise ValidationFailed("`publicKey` is only for mode 'upload_public'")
-        private = await asyncio.to_thread(rsa_keys.generate_private_key)
-        public_key = rsa_keys.spki_text(private.public_key())
-        sealed: bytes | None = seal_private_key(keyring, server_id, private)
-        private_text: str | None = encode_base64url(rsa_keys.private_key_der(private))
+        return NewServer(name, None)
+    if not body.publicKey:
+        raise ValidationFailed("`publicKey` is required for mode 'upload_public'")
+    # A trial wrap with a large key or exponent costs milliseconds: off the event loop.
+    await asyncio.to_thread(parse_upload, body.publicKey)
+    return NewServer(name, body.publicKey)
+
+
+async def create_server(
+    db: Database, keyring: Keyring, keygen: KeyGenerator, user_id: str, new: NewServer
+) -> CreatedServer:
+    """Register `new` for `user_id`; a generated pair only once the name is known to be
+    free and the user within their generation limit (the insert still settles a race)."""
+    server_id = new_id("srv")
+    if new.public_key is not None:
+        public_key, sealed, private_text = new.public_key, None, None
     else:
-        if not body.publicKey:
-            raise ValidationFailed("`publicKey` is required for mode 'upload_public'")
-        # A trial wrap with a large key or exponent costs milliseconds: off the event loop.
-        await asyncio.to_thread(parse_upload, body.publicKey)
-        public_key, sealed, private_text = body.publicKey, None, None
+        async with db.reading() as conn:
+            if await keys_repo.get_server(conn, user_id, new.name) is not None:
+                raise Conflict(f"a server named '{new.name}' already exists")
+        keygen.admit(user_id)
+        private = await keygen.generate()
+        public_key = rsa_keys.spki_text(private.public_key())
+        sealed = seal_private_key(keyring, server_id, private)
+        private_text = encode_base64url(rsa_keys.private_key_der(private))
 
     async def write(tx: Transaction) -> keys_repo.ServerRow | None:
         return await keys_repo.insert_server(
-            tx, server_id=server_id, user_id=user_id, name=name, public_key=public_key, sealed_private=sealed
+            tx,
+            server_id=server_id,
+            user_id=user_id,
+            name=new.name,
+            public_key=public_key,
+            sealed_private=sealed,
         )
 
     if await db.write(write) is None:
-        raise Conflict(f"a server named '{name}' already exists")
-    return CreatedServer(name=name, publicKey=public_key, privateKey=private_text)
+        raise Conflict(f"a server named '{new.name}' already exists")
+    return CreatedServer(name=new.name, publicKey=public_key, privateKey=private_text)
 
 
 async def set_deprecated(db: Database, user_id: str, name: str, deprecated: bool) -> UserServer:
