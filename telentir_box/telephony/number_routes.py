@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, MediaType, delete, get, patch, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -28,6 +29,12 @@ CountryCode = Annotated[
 TypeQuery = Annotated[NumberType, QueryParameter(name="type", description="local, toll_free or mobile")]
 
 
+def json_string(value: str) -> str:
+    """The client reads these answers as JSON: a quoted string. Litestar sends a `str`
+    as it is, so the quoting is done here."""
+    return msgspec.json.encode(value).decode()
+
+
 class PhoneNumberController(Controller):
     path = "/phone-numbers"
     guards = [requires_object_auth]
@@ -47,7 +54,7 @@ class PhoneNumberController(Controller):
     async def purchase(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[PurchaseBody]
     ) -> str:
-        return await box.phone_numbers.purchase(principal.user_id, data)
+        return json_string(await box.phone_numbers.purchase(principal.user_id, data))
 
     @put(
         "/address",
@@ -57,7 +64,7 @@ class PhoneNumberController(Controller):
     async def save_address(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[AddressBody]
     ) -> str:
-        return await box.phone_numbers.save_address(principal.user_id, data)
+        return json_string(await box.phone_numbers.save_address(principal.user_id, data))
 
     @get("/search", summary="The providers the box can buy numbers from (empty without Twilio)")
     async def list_providers(self, box: NamedDependency[Box]) -> list[str]:

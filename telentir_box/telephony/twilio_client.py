@@ -192,7 +192,6 @@ class TwilioClient:
         voice_url: str,
         status_url: str,
         address_sid: str | None,
-        friendly_name: str | None,
     ) -> BoughtNumber:
         async with _calling(f"sell the number {phone_number}"):
             bought = await self._client.api.v2010.account.incoming_phone_numbers.create_async(
@@ -202,7 +201,6 @@ class TwilioClient:
                 status_callback=status_url,
                 status_callback_method="POST",
                 address_sid=address_sid,
-                friendly_name=friendly_name,
             )
         return BoughtNumber(
             sid=bought.sid,
