@@ -17,6 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from telentir_box.config import ConfigError, load_config
 from tests.conftest import LiveServer
 from tests.telephony_support import (
     ACCOUNT,
@@ -397,3 +398,9 @@ def test_numbers_without_twilio_keep_records_and_inbound_working(
         assert attached["phone_number"]["inbound_configuration_id"] == configuration["id"]
         assert dave.request("DELETE", f"/inbound-configurations/{configuration['id']}").status_code == 204
     assert twilio.calls("GET", rf"{ACCOUNT}/AvailablePhoneNumbers\.json$")
+
+
+@pytest.mark.parametrize("ttl", ["0", "3601", "-5"])
+def test_numbers_quote_lifetime_is_minutes_not_hours(ttl: str) -> None:
+    with pytest.raises(ConfigError, match="quote_ttl_seconds"):
+        load_config(environ={"TELENTIR_BOX_TWILIO__QUOTE_TTL_SECONDS": ttl})

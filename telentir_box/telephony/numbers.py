@@ -110,7 +110,7 @@ class PhoneNumbers:
                 number_type=number_type,
                 iso_country=country,
                 currency=price.currency,
-                amount=str(price.amount),
+                amount=f"{price.amount:f}",
             )
             quoted = QuotedPrice(
                 currency=price.currency, amount=float(price.amount), jwt=self._quotes.sign(user_id, number)
@@ -151,8 +151,7 @@ class PhoneNumbers:
             try:
                 return await self._db.write(lambda tx: _record_purchase(tx, quote, body, bought))
             except BaseException:
-                log.warning("releasing a number bought but not recorded", extra={"sid": bought.sid})
-                await asyncio.shield(twilio.release(bought.sid))
+                await _give_back(twilio, bought.sid)
                 raise
         finally:
             self._in_flight.discard(quote.jti)
@@ -217,6 +216,16 @@ class PhoneNumbers:
         if row is None:
             raise NotFound("Phone number not found")
         return row
+
+
+async def _give_back(twilio: TwilioClient, sid: str) -> None:
+    """Release a number bought but not recorded, so the account does not pay for a
+    number nobody sees; the purchase's own error is the one the caller gets."""
+    log.warning("releasing a number bought but not recorded", extra={"sid": sid})
+    try:
+        await asyncio.shield(twilio.release(sid))
+    except Exception:
+        log.exception("could not release a number bought but not recorded", extra={"sid": sid})
 
 
 async def _record_purchase(tx: Transaction, quote: Quote, body: PurchaseBody, bought: BoughtNumber) -> str:
