@@ -234,5 +234,7 @@ def test_inbound_refuses_malformed_and_oversized_bodies(alice: Caller) -> None:
     malformed = alice.request("PUT", "/inbound-configurations", content=b'{"name": ', headers=headers)
     assert_error(malformed, 400, "VALIDATION_ERROR")
     huge = configuration_body(source={"type": "prompt", "prompt": {"text": "x" * 2_000_000}})
-    assert_error(alice.request("PUT", "/inbound-configurations", json=huge), 413, "PAYLOAD_TOO_LARGE")
+    one = "/inbound-configurations/inb_doesnotexist000000"
+    for method, path in (("PUT", "/inbound-configurations"), ("PUT", one), ("PATCH", one), ("POST", one)):
+        assert_error(alice.request(method, path, json=huge), 413, "PAYLOAD_TOO_LARGE")
     assert alice.ok("GET", "/inbound-configurations") == before

@@ -9,6 +9,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from telentir_box.config import ConfigError, load_config
+from telentir_box.config import ConfigError, TwilioConfig, load_config
+from telentir_box.errors import UpstreamFailed
+from telentir_box.telephony.twilio_client import TwilioClient
 from tests.conftest import LiveServer
 from tests.telephony_support import (
     ACCOUNT,
+    ACCOUNT_SID,
     PUBLIC_URL,
     Caller,
     FakeTwilio,
@@ -330,6 +334,7 @@ def test_numbers_refuse_callers_without_credentials(http: httpx.Client) -> None:
 
 
 def test_numbers_refuse_malformed_and_oversized_bodies(alice: Caller, twilio: FakeTwilio) -> None:
+    path_of_any = "/phone-numbers/num_doesnotexist000000"
     before = purchases(twilio)
     headers = {"content-type": "application/json"}
     assert_error(
@@ -343,7 +348,12 @@ def test_numbers_refuse_malformed_and_oversized_bodies(alice: Caller, twilio: Fa
         "VALIDATION_ERROR",
     )
     oversized = {"jwt": "a.b.c", "description": "x" * 2_000_000}
-    assert_error(alice.request("PUT", "/phone-numbers", json=oversized), 413, "PAYLOAD_TOO_LARGE")
+    for method, path in (
+        ("PUT", "/phone-numbers"),
+        ("PUT", "/phone-numbers/address"),
+        ("PATCH", path_of_any),
+    ):
+        assert_error(alice.request(method, path, json=oversized), 413, "PAYLOAD_TOO_LARGE")
     assert purchases(twilio) == before
 
 
@@ -404,3 +414,23 @@ def test_numbers_without_twilio_keep_records_and_inbound_working(
 def test_numbers_quote_lifetime_is_minutes_not_hours(ttl: str) -> None:
     with pytest.raises(ConfigError, match="quote_ttl_seconds"):
         load_config(environ={"TELENTIR_BOX_TWILIO__QUOTE_TTL_SECONDS": ttl})
+
+
+def test_numbers_concurrent_purchases_with_one_quote_buy_once(alice: Caller, twilio: FakeTwilio) -> None:
+    token = alice.search("US", "local")[0]["price"]["jwt"]
+    before = purchases(twilio)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(
+            pool.map(
+                lambda _: alice.request("PUT", "/phone-numbers", json={"jwt": token}).status_code, range(4)
+            )
+        )
+    assert statuses == [200, 409, 409, 409]
+    assert purchases(twilio) == before + 1
+
+
+async def test_numbers_twilio_refusing_the_box_credentials_is_an_upstream_failure(twilio: FakeTwilio) -> None:
+    config = TwilioConfig(account_sid=ACCOUNT_SID, auth_token="wrong", api_base=twilio.url)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(UpstreamFailed, match="credentials"):
+            await TwilioClient(config, client).list_countries()

@@ -5,6 +5,7 @@ answering plain values and the box's own errors."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -252,18 +253,34 @@ async def _calling(what: str) -> AsyncIterator[None]:
     account and its URLs, so the client sees only what failed and Twilio's error code."""
     try:
         yield
-    except TwilioRestException as exc:
-        log.warning("Twilio refused a call", extra={"what": what, "status": exc.status, "error": str(exc)})
-        if exc.status == 404:
+    except TwilioException as exc:
+        status, code = _refusal(exc)
+        log.warning("Twilio refused a call", extra={"what": what, "status": status, "error": str(exc)})
+        if status == 404:
             raise NotFound(f"Twilio could not {what}: not found") from None
-        if exc.status in (401, 403):
+        if status in (401, 403):
             raise UpstreamFailed("Twilio refused the box's credentials") from None
-        if 400 <= exc.status < 500:
-            raise TwilioRejected(f"Twilio refused to {what} (Twilio error {exc.code})") from None
+        if status is not None and 400 <= status < 500:
+            raise TwilioRejected(f"Twilio refused to {what} (Twilio error {code})") from None
         raise UpstreamFailed(f"Twilio failed to {what}") from None
-    except (TwilioException, httpx.HTTPError) as exc:
+    except httpx.HTTPError as exc:
         log.warning("Twilio could not be reached", extra={"what": what, "error": str(exc)})
         raise UpstreamFailed(f"Twilio failed to {what}") from None
+
+
+def _refusal(exc: TwilioException) -> tuple[int | None, object]:
+    """The HTTP status and Twilio error code behind `exc`. A list page that is not a 200
+    raises a bare TwilioException carrying the response, not a TwilioRestException."""
+    if isinstance(exc, TwilioRestException):
+        return exc.status, exc.code
+    response = exc.args[1] if len(exc.args) > 1 else None
+    if not isinstance(response, TwilioResponse):
+        return None, None
+    try:
+        code = json.loads(response.text).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return response.status_code, code or response.status_code
 
 
 def _decimal_or_none(value: Any) -> Decimal | None:
