@@ -178,6 +178,15 @@ class FakeTwilio(_FakeService):
         handler.wfile.write(body)
 
 
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The one error format, with the status and code expected."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code, body
+    assert body["error"] == body["message"] and body["error"]
+    return body
+
+
 def form_of(request: Recorded) -> dict[str, list[str]]:
     return parse_qs(request.body.decode(), keep_blank_values=True)
 

@@ -11,7 +11,15 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.telephony_support import Caller, FakeTwilio, agent, box_env, configuration_body, running_box
+from tests.telephony_support import (
+    Caller,
+    FakeTwilio,
+    agent,
+    assert_error,
+    box_env,
+    configuration_body,
+    running_box,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -55,13 +63,6 @@ def alice(http: httpx.Client, server: LiveServer) -> Caller:
 @pytest.fixture(scope="module")
 def bob(http: httpx.Client, server: LiveServer) -> Caller:
     return Caller.new(http, server.env, "bob@example.com")
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code and body["error"] == body["message"], body
-    return body
 
 
 def attach(caller: Caller, config_id: str, number_id: str, action: str = "attach") -> httpx.Response:

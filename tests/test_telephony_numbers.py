@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
@@ -28,6 +27,7 @@ from tests.telephony_support import (
     PUBLIC_URL,
     Caller,
     FakeTwilio,
+    assert_error,
     box_env,
     configuration_body,
     form_of,
@@ -88,14 +88,6 @@ def alice(http: httpx.Client, server: LiveServer) -> Caller:
 @pytest.fixture(scope="module")
 def bob(http: httpx.Client, server: LiveServer) -> Caller:
     return Caller.new(http, server.env, "bob@example.com")
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code, body
-    assert body["error"] == body["message"]
-    return body
 
 
 def platform_jwk(http: httpx.Client, caller: Caller) -> jwt.PyJWK:

@@ -195,8 +195,9 @@ class PhoneNumbers:
         }
         if not fields:
             raise ValidationFailed("Nothing to update: give `name` or `description`")
-        await self._row(user_id, number_id)
-        row = await self._db.write(lambda tx: repo.update_phone_number(tx, user_id, number_id, fields))
+        row = None
+        if is_valid_id(number_id, NUMBER_PREFIX):
+            row = await self._db.write(lambda tx: repo.update_phone_number(tx, user_id, number_id, fields))
         if row is None:
             raise NotFound("Phone number not found")
         return number_record(row)

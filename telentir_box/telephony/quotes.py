@@ -11,6 +11,7 @@ from typing import Annotated
 
 import jwt
 import msgspec
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.errors import AppError, NotFound
@@ -101,7 +102,7 @@ class QuoteSigner:
             raise NotFound("Quote not found")
         return Quote(jti=quote.jti, user_id=quote.sub, expires_at=quote.exp, number=quote.number)
 
-    def _signing_key(self, token: str) -> object:
+    def _signing_key(self, token: str) -> rsa.RSAPublicKey:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -29,7 +29,7 @@ TWILIO_API = "https://api.twilio.com"
 NumberType = Literal["local", "toll_free", "mobile"]
 NUMBER_TYPES: tuple[NumberType, ...] = ("local", "toll_free", "mobile")
 # Pricing v1 names the types with a space; the search resource says TollFree.
-_PRICING_TYPES = {"local": "local", "toll free": "toll_free", "mobile": "mobile"}
+_PRICING_TYPES: dict[str, NumberType] = {"local": "local", "toll free": "toll_free", "mobile": "mobile"}
 
 
 class TwilioNotConfigured(AppError):
@@ -183,7 +183,7 @@ class TwilioClient:
             number_type = _PRICING_TYPES.get(str(entry.get("number_type", "")).lower())
             amount = _decimal_or_none(entry.get("current_price") or entry.get("base_price"))
             if number_type and amount is not None and pricing.price_unit:
-                prices[number_type] = MonthlyPrice(pricing.price_unit, amount)  # type: ignore[index]
+                prices[number_type] = MonthlyPrice(pricing.price_unit, amount)
         return prices
 
     async def buy(
