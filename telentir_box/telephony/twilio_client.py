@@ -57,7 +57,8 @@ class HttpxTwilioTransport(AsyncHttpClient):
 
     def _rebase(self, uri: str) -> str:
         parts = urlsplit(uri)
-        if self._base is None or not (parts.hostname or "").endswith("twilio.com"):
+        host = parts.hostname or ""
+        if self._base is None or not (host == "twilio.com" or host.endswith(".twilio.com")):
             return uri
         return self._base + uri[len(f"{parts.scheme}://{parts.netloc}") :]
 
