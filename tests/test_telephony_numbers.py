@@ -426,3 +426,20 @@ async def test_numbers_twilio_refusing_the_box_credentials_is_an_upstream_failur
     async with httpx.AsyncClient() as client:
         with pytest.raises(UpstreamFailed, match="credentials"):
             await TwilioClient(config, client).list_countries()
+
+
+def test_numbers_and_inbound_routes_are_in_the_openapi_schema(http: httpx.Client) -> None:
+    paths = http.get("/api/schema/openapi.json").json()["paths"]
+    expected = {
+        "/api/phone-numbers": {"get", "put"},
+        "/api/phone-numbers/address": {"put"},
+        "/api/phone-numbers/search": {"get"},
+        "/api/phone-numbers/search/{provider}": {"get"},
+        "/api/phone-numbers/search/{provider}/countries": {"get"},
+        "/api/phone-numbers/{number_id}": {"get", "patch", "delete"},
+        "/api/inbound-configurations": {"get", "put"},
+        "/api/inbound-configurations/{config_id}": {"get", "put", "patch", "post", "delete"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+        assert all(paths[path][m]["summary"] for m in methods)
