@@ -23,6 +23,8 @@ from telentir_box.events.routes import event_routes
 from telentir_box.health import health
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
+from telentir_box.telephony.inbound_routes import inbound_configuration_routes
+from telentir_box.telephony.number_routes import phone_number_routes
 from telentir_box.web.csrf import requires_first_party
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
@@ -61,6 +63,8 @@ def create_app(
             *identity_routes,
             *store_routes,
             *connect_routes,
+            *phone_number_routes,
+            *inbound_configuration_routes,
             *extra_routes,
         ],
     )

@@ -29,6 +29,9 @@ from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
 from telentir_box.store.keygen import KeyGenerator
+from telentir_box.telephony.numbers import PhoneNumbers
+from telentir_box.telephony.quotes import QuoteSigner
+from telentir_box.telephony.twilio_client import build_twilio_client
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -51,6 +54,7 @@ class Box:
     tickets: StreamTickets
     credits: Credits
     keygen: KeyGenerator
+    phone_numbers: PhoneNumbers
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -86,6 +90,12 @@ class Box:
             credits=build_credits(db, config.billing, http),
             setup_token_file=report.setup_token_file,
             keygen=KeyGenerator(config.store.server_generations_per_hour),
+            phone_numbers=PhoneNumbers(
+                db,
+                build_twilio_client(config.twilio, http),
+                QuoteSigner(keyring, config.twilio.quote_ttl_seconds),
+                config.server.public_url,
+            ),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish

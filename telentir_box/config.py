@@ -158,6 +158,12 @@ class TwilioConfig(_Section):
     auth_token: str = ""
     from_number: str = ""
     api_base: str = "https://api.twilio.com"
+    quote_ttl_seconds: int = 600
+
+    def __post_init__(self) -> None:
+        # A phone-number price quote is good for minutes, not hours.
+        if not 1 <= self.quote_ttl_seconds <= 3600:
+            raise ValueError(f"`quote_ttl_seconds` must be 1 to 3600, not {self.quote_ttl_seconds}")
 
 
 class SmtpConfig(_Section):

@@ -47,7 +47,7 @@ class _Server:
                 owner.requests.append(recorded)
                 handle(self, recorded)
 
-            do_GET = do_POST = _any
+            do_GET = do_POST = do_DELETE = _any
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

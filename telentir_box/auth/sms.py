@@ -8,15 +8,13 @@ from typing import Protocol
 
 import httpx
 from twilio.base.exceptions import TwilioException
-from twilio.http import AsyncHttpClient
-from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 
 from telentir_box.config import TwilioConfig
 from telentir_box.errors import UpstreamFailed
+from telentir_box.telephony.twilio_client import HttpxTwilioTransport
 
 log = logging.getLogger("telentir_box.sms")
-TWILIO_API = "https://api.twilio.com"
 
 
 class SmsSender(Protocol):
@@ -34,40 +32,6 @@ class ConsoleSender:
         log.warning("SMS not sent (Twilio is not configured)", extra={"to": to, "body": body})
 
 
-class _HttpxTwilioClient(AsyncHttpClient):
-    """The twilio library's transport, rebased onto config.twilio.api_base."""
-
-    def __init__(self, http: httpx.AsyncClient, api_base: str) -> None:
-        super().__init__(logger=log, is_async=True)
-        self._http = http
-        self._base = api_base.rstrip("/")
-
-    async def request(  # type: ignore[override]
-        self,
-        method: str,
-        uri: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the twilio transport interface
-        allow_redirects: bool = False,
-    ) -> TwilioResponse:
-        if uri.startswith(TWILIO_API):
-            uri = self._base + uri[len(TWILIO_API) :]
-        response = await self._http.request(
-            method,
-            uri,
-            params=params,  # type: ignore[arg-type]
-            data=data,  # type: ignore[arg-type]
-            headers=headers,
-            auth=auth,
-            timeout=timeout or 30.0,
-            follow_redirects=allow_redirects,
-        )
-        return TwilioResponse(response.status_code, response.text, response.headers)
-
-
 class TwilioSender:
     console = False
 
@@ -76,7 +40,7 @@ class TwilioSender:
         self._client = Client(
             config.account_sid,
             config.auth_token,
-            http_client=_HttpxTwilioClient(http, config.api_base),
+            http_client=HttpxTwilioTransport(http, config.api_base),
         )
 
     async def send(self, to: str, body: str) -> None:
