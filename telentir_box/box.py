@@ -27,6 +27,9 @@ from telentir_box.events.bus import Bus
 from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
+from telentir_box.telephony.elevenlabs import ElevenLabs
+from telentir_box.telephony.openai_tts import OpenAI
+from telentir_box.telephony.personas import PersonaCatalog
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -48,6 +51,7 @@ class Box:
     bus: Bus
     tickets: StreamTickets
     credits: Credits
+    personas: PersonaCatalog
     clock: Callable[[], datetime] = utc_now
     # Set when the process starts to stop, so long-lived streams can end cleanly.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +90,11 @@ class Box:
             bus=Bus(config.events),
             tickets=StreamTickets(keyring.derive("event-tickets")),
             credits=build_credits(db, config.billing, http),
+            personas=PersonaCatalog(
+                ElevenLabs(config.elevenlabs, http),
+                OpenAI(config.openai, http),
+                config.personas.cache_seconds,
+            ),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
