@@ -10,7 +10,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from litestar.testing import TestClient
 
 from telentir_box.app import create_app
 from telentir_box.config import MASK, ConfigError, load_config, masked
-from tests.conftest import create_user, free_port
+from tests.conftest import LiveServer, create_user, free_port
 from tests.store_client import OAEP, StoreClient, b64url_decode
 from tests.voice_fakes import OPENAI_VOICES, FakeElevenLabs, FakeOpenAI, audio_for
 
@@ -109,7 +109,7 @@ def openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def env(
+def persona_env(
     tmp_path_factory: pytest.TempPathFactory, elevenlabs: FakeElevenLabs, openai: FakeOpenAI
 ) -> dict[str, str]:
     return box_env(
@@ -122,20 +122,20 @@ def env(
 
 
 @pytest.fixture(scope="module")
-def app(env: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app(load_config(environ=env))) as test_client:
+def app(persona_env: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(load_config(environ=persona_env))) as test_client:
         yield test_client
 
 
 @pytest.fixture(scope="module")
-def alice(app: TestClient, env: dict[str, str]) -> User:
-    return make_user(app, env, "alice@example.com")
+def alice(app: TestClient, persona_env: dict[str, str]) -> User:
+    return make_user(app, persona_env, "alice@example.com")
 
 
 @pytest.fixture(scope="module")
-def bob(app: TestClient, env: dict[str, str]) -> User:
+def bob(app: TestClient, persona_env: dict[str, str]) -> User:
     """Bob has a second server, `bobonly`, whose private key he holds."""
-    user = make_user(app, env, "bob@example.com")
+    user = make_user(app, persona_env, "bob@example.com")
     made = user.client.call("POST", "/servers", {"name": "bobonly", "mode": "generate"})
     key = serialization.load_der_private_key(b64url_decode(made["privateKey"]), None)
     assert isinstance(key, rsa.RSAPrivateKey)
@@ -456,3 +456,56 @@ def test_personas_config_masks_api_keys_and_checks_its_values() -> None:
     ):
         with pytest.raises(ConfigError):
             load_config(environ={name: value})
+
+
+def test_personas_routes_are_in_the_openapi_schema(app: TestClient) -> None:
+    schema = app.get("/api/schema/openapi.json").json()
+    paths = schema["paths"]
+    listed = paths["/api/persona/list-external"]["get"]
+    assert listed["tags"] == ["personas"] and listed["summary"]
+    assert paths["/api/persona/{persona_id}"]["get"]["summary"]
+    played = paths["/api/persona/{persona_id}/play"]["post"]
+    assert played["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PlayBody")
+    assert played["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/EncryptedChunk"
+    )
+    assert set(schema["components"]["schemas"]["Persona"]["required"]) == {
+        "id",
+        "name",
+        "countryEmoji",
+        "gender",
+        "description",
+        "rating",
+        "tags",
+        "avatarUrl",
+        "settings",
+    }
+
+
+@pytest.mark.e2e
+def test_personas_live_list_and_play_on_the_real_server(
+    live_server_factory: Callable[..., LiveServer],
+    user_factory: Callable[..., dict[str, str]],
+    elevenlabs: FakeElevenLabs,
+    openai: FakeOpenAI,
+) -> None:
+    server = live_server_factory(
+        TELENTIR_BOX_ELEVENLABS__API_KEY=elevenlabs.api_key,
+        TELENTIR_BOX_ELEVENLABS__API_BASE=elevenlabs.url,
+        TELENTIR_BOX_OPENAI__API_KEY=openai.api_key,
+        TELENTIR_BOX_OPENAI__API_BASE=openai.url,
+    )
+    with server.client() as http:
+        client = StoreClient(http, user_factory()["api_key"])
+        client.connect()
+        erin = User(client)
+        listed = http.get("/api/persona/list-external", headers=erin.headers)
+        assert listed.status_code == 200 and len(listed.json()) == 15
+        for persona_id in (f"elevenlabs-{GEORGE}", "openai-verse"):
+            response = http.post(
+                f"/api/persona/{persona_id}/play",
+                json={"server": "default", "jwt": erin.jwt()},
+                headers=erin.headers,
+            )
+            assert response.status_code == 200, response.text
+            assert open_chunk(erin.private(), response.json()).startswith(b"\xff\xfb")

@@ -152,7 +152,7 @@ class PersonaCatalog:
             candidates = self._openai_personas()
         found = next((persona for persona in candidates if persona.id == persona_id), None)
         if found is None:
-            raise NotFound(f"no persona '{persona_id}'")
+            raise NotFound("No such persona")
         return found
 
     def require_provider(self, persona_id: str) -> None:
@@ -164,7 +164,7 @@ class PersonaCatalog:
             if not self.openai.configured:
                 raise OpenAINotConfigured()
         else:
-            raise NotFound(f"no persona '{persona_id}'")
+            raise NotFound("No such persona")
 
     async def speak(self, persona: Persona, text: str) -> bytes:
         settings = persona.settings
