@@ -24,7 +24,7 @@ from litestar.testing import TestClient
 
 from telentir_box.app import create_app
 from telentir_box.config import MASK, ConfigError, load_config, masked
-from tests.conftest import LiveServer, create_user, free_port
+from tests.conftest import LiveServer, create_user
 from tests.store_client import OAEP, StoreClient, b64url_decode
 from tests.voice_fakes import OPENAI_VOICES, FakeElevenLabs, FakeOpenAI, audio_for
 
@@ -397,27 +397,58 @@ def test_personas_play_refuses_bad_bodies(
     assert len(elevenlabs.requests) + len(openai.requests) == asked
 
 
-def test_personas_elevenlabs_down_leaves_openai_listed(
+def test_personas_elevenlabs_down_leaves_openai_listed_and_is_not_asked_again_at_once(
     tmp_path_factory: pytest.TempPathFactory, openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    nobody_listens = f"http://127.0.0.1:{free_port()}"
-    env = box_env(
-        tmp_path_factory,
-        elevenlabs__api_key="xi-key",
-        elevenlabs__api_base=nobody_listens,
-        openai__api_key=openai.api_key,
-        openai__api_base=openai.url,
-    )
-    with TestClient(create_app(load_config(environ=env))) as app:
-        carol = make_user(app, env, "carol@example.com")
-        listed = app.get("/api/persona/list-external", headers=carol.headers)
-        assert listed.status_code == 200
-        assert {p["id"] for p in listed.json()} == {f"openai-{voice}" for voice in OPENAI_VOICES}
-        assert "persona catalog without ElevenLabs voices" in caplog.text
-        got = app.get(f"/api/persona/elevenlabs-{RACHEL}", headers=carol.headers)
-        assert (got.status_code, got.json()["code"]) == (502, "UPSTREAM_ERROR")
-        status, chunk = play(app, carol, "openai-echo", {"server": "default", "jwt": carol.jwt()})
-        assert status == 200 and open_chunk(carol.private(), chunk).startswith(b"\xff\xfb")
+    with FakeElevenLabs(down=True) as flaky:
+        env = box_env(
+            tmp_path_factory,
+            elevenlabs__api_key=flaky.api_key,
+            elevenlabs__api_base=flaky.url,
+            openai__api_key=openai.api_key,
+            openai__api_base=openai.url,
+        )
+        with TestClient(create_app(load_config(environ=env))) as app:
+            carol = make_user(app, env, "carol@example.com")
+            for _ in range(2):
+                listed = app.get("/api/persona/list-external", headers=carol.headers)
+                assert listed.status_code == 200
+                assert {p["id"] for p in listed.json()} == {f"openai-{voice}" for voice in OPENAI_VOICES}
+            got = app.get(f"/api/persona/elevenlabs-{RACHEL}", headers=carol.headers)
+            assert (got.status_code, got.json()["code"]) == (502, "UPSTREAM_ERROR")
+            status, chunk = play(app, carol, "openai-echo", {"server": "default", "jwt": carol.jwt()})
+            assert status == 200 and open_chunk(carol.private(), chunk).startswith(b"\xff\xfb")
+        assert [r.path for r in flaky.requests] == ["/v1/voices"]
+    assert "ElevenLabs voices not fetched" in caplog.text
+
+
+def test_personas_elevenlabs_down_serves_the_last_list(
+    tmp_path_factory: pytest.TempPathFactory, openai: FakeOpenAI
+) -> None:
+    with FakeElevenLabs() as flaky:
+        env = box_env(
+            tmp_path_factory,
+            elevenlabs__api_key=flaky.api_key,
+            elevenlabs__api_base=flaky.url,
+            personas__cache_seconds="0",
+        )
+        with TestClient(create_app(load_config(environ=env))) as app:
+            frank = make_user(app, env, "frank@example.com")
+            before = app.get("/api/persona/list-external", headers=frank.headers).json()
+            assert len(before) == 2
+            flaky.down = True
+            assert app.get("/api/persona/list-external", headers=frank.headers).json() == before
+            assert app.get(f"/api/persona/elevenlabs-{GEORGE}", headers=frank.headers).status_code == 200
+            status, body = play(app, frank, f"elevenlabs-{GEORGE}", {"server": "default", "jwt": frank.jwt()})
+            assert (status, body["code"]) == (502, "UPSTREAM_ERROR")
+        # cache_seconds = 0: every read asked again, then the preview's speech.
+        assert [r.path.partition("?")[0] for r in flaky.requests] == [
+            "/v1/voices",
+            "/v1/voices",
+            "/v1/voices",
+            "/v1/voices",
+            f"/v1/text-to-speech/{GEORGE}",
+        ]
 
 
 def test_personas_unconfigured_providers(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -62,6 +62,8 @@ def elevenlabs_voice(voice_id: str, name: str, **labels: str) -> dict[str, Any]:
 
 @dataclass
 class FakeElevenLabs(_FakeService):
+    """`down` answers 503 to everything, as an outage would."""
+
     api_key: str = "xi-test-key"
     voices: list[dict[str, Any]] = field(
         default_factory=lambda: [
@@ -71,12 +73,16 @@ class FakeElevenLabs(_FakeService):
             elevenlabs_voice("JBFqnCBsd6RMkjVDRZzb", "George", accent="british", gender="male"),
         ]
     )
+    down: bool = False
     server: _Server | None = None
 
     def tts_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.startswith("/v1/text-to-speech/")]
 
     def _handle(self, handler: BaseHTTPRequestHandler, request: Recorded) -> None:
+        if self.down:
+            _send_json(handler, 503, {"detail": {"status": "service_unavailable", "message": "down"}})
+            return
         if request.headers.get("xi-api-key") != self.api_key:
             _send_json(handler, 401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
             return

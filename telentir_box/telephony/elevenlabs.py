@@ -14,6 +14,9 @@ from telentir_box.errors import ServiceUnavailable, UpstreamFailed
 
 log = logging.getLogger("telentir_box.elevenlabs")
 VOICE_ID = r"^[A-Za-z0-9_-]{1,64}$"
+# The catalog should not wait long for a list; speech takes longer to make.
+VOICE_LIST_TIMEOUT_SECONDS = 10.0
+TTS_TIMEOUT_SECONDS = 30.0
 # A preview is a sentence: past this the answer is not the audio asked for.
 MAX_AUDIO_BYTES = 8 * 1024 * 1024
 
@@ -53,7 +56,7 @@ class ElevenLabs:
     async def list_voices(self) -> list[Voice]:
         """Every voice of the account; a voice the box cannot use (an id unfit for a
         path, a malformed entry) is left out rather than failing the list."""
-        response = await self._send("GET", "/v1/voices")
+        response = await self._send("GET", "/v1/voices", timeout_seconds=VOICE_LIST_TIMEOUT_SECONDS)
         try:
             listed = msgspec.json.decode(response.content, type=_VoiceList)
         except msgspec.DecodeError:
@@ -79,7 +82,13 @@ class ElevenLabs:
         return response.content
 
     async def _send(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, json: object = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: object = None,
+        timeout_seconds: float = TTS_TIMEOUT_SECONDS,
     ) -> httpx.Response:
         if not self.configured:
             raise ElevenLabsNotConfigured()
@@ -89,6 +98,7 @@ class ElevenLabs:
                 self._base + path,
                 params=params,
                 json=json,
+                timeout=timeout_seconds,
                 headers={"xi-api-key": self._config.api_key},
             )
         except httpx.HTTPError as exc:

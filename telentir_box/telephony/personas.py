@@ -59,6 +59,7 @@ _OPENAI_VOICES = {
     "marin": ("female", "Natural and conversational"),
     "cedar": ("male", "Natural and grounded"),
 }
+RETRY_AFTER_FAILURE_SECONDS = 30
 OPENAI_INSTRUCTIONS = ["Speak naturally and warmly, at a relaxed pace, as on a phone call."]
 
 
@@ -121,26 +122,28 @@ def openai_persona(voice: str) -> Persona:
 
 
 class PersonaCatalog:
-    """ElevenLabs' half of the catalog is fetched at most once per `cache_seconds`
-    (a failed fetch is not kept, so the next request asks again); OpenAI's is fixed.
-    A provider without an API key contributes nothing."""
+    """ElevenLabs' half of the catalog is fetched at most once per `cache_seconds`;
+    OpenAI's is fixed. A provider without an API key contributes nothing. When a fetch
+    fails, the last list fetched (if any) is served and ElevenLabs is not asked again
+    for RETRY_AFTER_FAILURE_SECONDS (or `cache_seconds`, if shorter), so a provider
+    that hangs does not hold up every list."""
 
     def __init__(self, elevenlabs: ElevenLabs, openai: OpenAI, cache_seconds: int) -> None:
         self.elevenlabs = elevenlabs
         self.openai = openai
         self._cache_seconds = cache_seconds
-        self._voices: list[Persona] = []
-        self._fetched_at: float | None = None
+        self._voices: list[Persona] | None = None
+        self._failure = ""
+        self._fresh_until = 0.0
         # One fetch at a time: concurrent lists of a stale catalog share it.
         self._lock = asyncio.Lock()
 
     async def list_personas(self) -> list[Persona]:
-        """Every persona available now; an ElevenLabs failure is logged and leaves
-        its voices out rather than failing the whole list."""
+        """Every persona available now: ElevenLabs failing leaves its voices out
+        (logged) rather than failing the whole list."""
         try:
             voices = await self._elevenlabs_personas()
-        except UpstreamFailed as exc:
-            log.warning("persona catalog without ElevenLabs voices", extra={"reason": exc.message})
+        except UpstreamFailed:
             voices = []
         return voices + self._openai_personas()
 
@@ -176,11 +179,30 @@ class PersonaCatalog:
         if not self.elevenlabs.configured:
             return []
         async with self._lock:
-            if self._fetched_at is None or time.monotonic() - self._fetched_at >= self._cache_seconds:
-                voices = await self.elevenlabs.list_voices()
-                self._voices = [elevenlabs_persona(voice) for voice in voices]
-                self._fetched_at = time.monotonic()
+            if time.monotonic() >= self._fresh_until:
+                await self._fetch_elevenlabs()
+            if self._voices is None:
+                raise UpstreamFailed(self._failure)
             return self._voices
+
+    async def _fetch_elevenlabs(self) -> None:
+        try:
+            voices = await self.elevenlabs.list_voices()
+        except UpstreamFailed as exc:
+            self._failure = exc.message
+            retry_in = min(self._cache_seconds, RETRY_AFTER_FAILURE_SECONDS)
+            self._fresh_until = time.monotonic() + retry_in
+            log.warning(
+                "ElevenLabs voices not fetched",
+                extra={
+                    "reason": exc.message,
+                    "retry_in_seconds": retry_in,
+                    "serving_last": self._voices is not None,
+                },
+            )
+            return
+        self._voices = [elevenlabs_persona(voice) for voice in voices]
+        self._fresh_until = time.monotonic() + self._cache_seconds
 
     def _openai_personas(self) -> list[Persona]:
         return [openai_persona(voice) for voice in VOICES] if self.openai.configured else []
