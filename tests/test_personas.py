@@ -341,6 +341,20 @@ def test_personas_play_refuses_and_asks_no_provider(
     assert len(elevenlabs.requests) + len(openai.requests) == asked
 
 
+def test_personas_play_for_a_deprecated_server_is_refused(
+    app: TestClient, bob: User, elevenlabs: FakeElevenLabs, openai: FakeOpenAI
+) -> None:
+    made = bob.client.call("POST", "/servers", {"name": "retired", "mode": "generate"})
+    key = serialization.load_der_private_key(b64url_decode(made["privateKey"]), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    bob.client.private["retired"] = key
+    bob.client.call("PATCH", "/servers/retired", {"deprecated": True})
+    asked = len(elevenlabs.requests) + len(openai.requests)
+    status, body = play(app, bob, "openai-ash", {"server": "retired", "jwt": bob.jwt("retired")})
+    assert (status, body["code"]) == (400, "VALIDATION_ERROR") and "deprecated" in body["message"]
+    assert len(elevenlabs.requests) + len(openai.requests) == asked
+
+
 def test_personas_play_unknown_persona_is_404_without_speaking(
     app: TestClient, alice: User, elevenlabs: FakeElevenLabs, openai: FakeOpenAI
 ) -> None:
