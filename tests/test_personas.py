@@ -25,7 +25,7 @@ from litestar.testing import TestClient
 from telentir_box.app import create_app
 from telentir_box.config import MASK, ConfigError, load_config, masked
 from tests.conftest import LiveServer, create_user
-from tests.store_client import OAEP, StoreClient, b64url_decode
+from tests.store_client import OAEP, StoreClient
 from tests.voice_fakes import OPENAI_VOICES, FakeElevenLabs, FakeOpenAI, audio_for
 
 RACHEL = "21m00Tcm4TlvDq8ikWAM"
@@ -132,14 +132,21 @@ def alice(app: TestClient, persona_env: dict[str, str]) -> User:
     return make_user(app, persona_env, "alice@example.com")
 
 
+def add_server(user: User, name: str) -> None:
+    """Register a server as BYOK clients do: the keypair made here, its public key uploaded."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    user.client.call("POST", "/servers", {"name": name, "mode": "upload_public", "publicKey": b64url(public)})
+    user.client.private[name] = private
+
+
 @pytest.fixture(scope="module")
 def bob(app: TestClient, persona_env: dict[str, str]) -> User:
     """Bob has a second server, `bobonly`, whose private key he holds."""
     user = make_user(app, persona_env, "bob@example.com")
-    made = user.client.call("POST", "/servers", {"name": "bobonly", "mode": "generate"})
-    key = serialization.load_der_private_key(b64url_decode(made["privateKey"]), None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    user.client.private["bobonly"] = key
+    add_server(user, "bobonly")
     return user
 
 
@@ -344,10 +351,7 @@ def test_personas_play_refuses_and_asks_no_provider(
 def test_personas_play_for_a_deprecated_server_is_refused(
     app: TestClient, bob: User, elevenlabs: FakeElevenLabs, openai: FakeOpenAI
 ) -> None:
-    made = bob.client.call("POST", "/servers", {"name": "retired", "mode": "generate"})
-    key = serialization.load_der_private_key(b64url_decode(made["privateKey"]), None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    bob.client.private["retired"] = key
+    add_server(bob, "retired")
     bob.client.call("PATCH", "/servers/retired", {"deprecated": True})
     asked = len(elevenlabs.requests) + len(openai.requests)
     status, body = play(app, bob, "openai-ash", {"server": "retired", "jwt": bob.jwt("retired")})
