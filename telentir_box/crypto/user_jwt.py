@@ -39,7 +39,7 @@ def verify_user_jwt(token: str, public_key: rsa.RSAPublicKey, *, now: float) -> 
             algorithms=["RS256"],
             options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
         )
-    except jwt.InvalidTokenError:
+    except jwt.PyJWTError:
         raise JwtInvalid() from None
     exp, iat = claims.get("exp"), claims.get("iat")
     if not _is_time(exp) or not _is_time(iat):
