@@ -25,6 +25,7 @@ from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
 from telentir_box.telephony.inbound_routes import inbound_configuration_routes
 from telentir_box.telephony.number_routes import phone_number_routes
+from telentir_box.telephony.persona_routes import persona_routes
 from telentir_box.web.csrf import requires_first_party
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
@@ -65,6 +66,7 @@ def create_app(
             *connect_routes,
             *phone_number_routes,
             *inbound_configuration_routes,
+            *persona_routes,
             *extra_routes,
         ],
     )

@@ -29,7 +29,10 @@ from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
 from telentir_box.store.keygen import KeyGenerator
+from telentir_box.telephony.elevenlabs import ElevenLabs
 from telentir_box.telephony.numbers import PhoneNumbers
+from telentir_box.telephony.openai_tts import OpenAI
+from telentir_box.telephony.personas import PersonaCatalog
 from telentir_box.telephony.quotes import QuoteSigner
 from telentir_box.telephony.twilio_client import build_twilio_client
 
@@ -55,6 +58,7 @@ class Box:
     credits: Credits
     keygen: KeyGenerator
     phone_numbers: PhoneNumbers
+    personas: PersonaCatalog
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -95,6 +99,11 @@ class Box:
                 build_twilio_client(config.twilio, http),
                 QuoteSigner(keyring, config.twilio.quote_ttl_seconds),
                 config.server.public_url,
+            ),
+            personas=PersonaCatalog(
+                ElevenLabs(config.elevenlabs, http),
+                OpenAI(config.openai, http),
+                config.personas.cache_seconds,
             ),
         )
         db.on_touched = box._state_changed

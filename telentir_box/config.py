@@ -243,6 +243,38 @@ class BillingConfig(_Section):
             )
 
 
+def _check_api_base(api_base: str) -> None:
+    if not api_base.startswith(("https://", "http://")):
+        raise ValueError(f"api_base must be an http(s) URL such as https://api.example.com, not {api_base!r}")
+
+
+class ElevenLabsConfig(_Section):
+    api_key: str = ""
+    api_base: str = "https://api.elevenlabs.io"
+    tts_model: str = "eleven_flash_v2_5"
+    tts_output_format: str = "mp3_44100_128"
+
+    def __post_init__(self) -> None:
+        _check_api_base(self.api_base)
+
+
+class OpenAIConfig(_Section):
+    api_key: str = ""
+    api_base: str = "https://api.openai.com"
+    tts_model: str = "gpt-4o-mini-tts"
+
+    def __post_init__(self) -> None:
+        _check_api_base(self.api_base)
+
+
+class PersonasConfig(_Section):
+    cache_seconds: int = 3600
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cache_seconds <= 86_400:
+            raise ValueError("cache_seconds must be between 0 and 86400")
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
@@ -255,6 +287,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     connect: ConnectConfig = msgspec.field(default_factory=ConnectConfig)
     billing: BillingConfig = msgspec.field(default_factory=BillingConfig)
+    elevenlabs: ElevenLabsConfig = msgspec.field(default_factory=ElevenLabsConfig)
+    openai: OpenAIConfig = msgspec.field(default_factory=OpenAIConfig)
+    personas: PersonasConfig = msgspec.field(default_factory=PersonasConfig)
 
     def __post_init__(self) -> None:
         # Every event stream holds a connection, so the cap on connections must carry them.
@@ -333,4 +368,4 @@ def masked(config: Config) -> dict[str, Any]:
 
 
 def _is_secret(key: str) -> bool:
-    return any(word in key for word in ("secret", "token", "password"))
+    return key.endswith("api_key") or any(word in key for word in ("secret", "token", "password"))

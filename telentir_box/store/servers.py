@@ -160,3 +160,17 @@ async def public_key_for(
     if row.deprecated:
         raise ValidationFailed(f"server '{lowered}' is deprecated and takes no new keys")
     return lowered, rsa_keys.parse_spki(row.public_key)
+
+
+async def user_server_key(db: Database, user_id: str, name: str) -> rsa.RSAPublicKey:
+    """The public key of the caller's own server `name` (any case), which checks the
+    JWTs it signs and receives what the box encrypts for it; never a platform key or
+    another user's server (both are unknown names here)."""
+    lowered = name.lower()
+    async with db.reading() as conn:
+        row = await keys_repo.get_server(conn, user_id, lowered)
+    if row is None:
+        raise NotFound(f"no server named '{lowered}'")
+    if row.deprecated:
+        raise ValidationFailed(f"server '{lowered}' is deprecated and takes no new keys")
+    return rsa_keys.parse_spki(row.public_key)
