@@ -157,12 +157,12 @@ class SampleCache:
 
 
 class PersonaCatalog:
-    """ElevenLabs' half of the catalog is fetched at most once per `cache_seconds`,
-    and each persona's spoken sample is kept as long;
-    OpenAI's is fixed. A provider without an API key contributes nothing. When a fetch
-    fails, the last list fetched (if any) is served and ElevenLabs is not asked again
-    for RETRY_AFTER_FAILURE_SECONDS (or `cache_seconds`, if shorter), so a provider
-    that hangs does not hold up every list."""
+    """ElevenLabs' half of the catalog is fetched at most once per `cache_seconds`
+    (each persona's spoken sample is kept as long); OpenAI's half is fixed. A provider
+    without an API key contributes nothing. When a fetch fails, the last list fetched
+    (if any) is served and ElevenLabs is not asked again for RETRY_AFTER_FAILURE_SECONDS
+    (or `cache_seconds`, if shorter), so a provider that hangs does not hold up every
+    list."""
 
     def __init__(self, elevenlabs: ElevenLabs, openai: OpenAI, cache_seconds: int) -> None:
         self.elevenlabs = elevenlabs
