@@ -24,6 +24,7 @@ from litestar.testing import TestClient
 
 from telentir_box.app import create_app
 from telentir_box.config import MASK, ConfigError, load_config, masked
+from telentir_box.telephony.personas import SAMPLE_CACHE_BYTES, SampleCache
 from tests.conftest import LiveServer, create_user
 from tests.store_client import OAEP, StoreClient
 from tests.voice_fakes import OPENAI_VOICES, FakeElevenLabs, FakeOpenAI, audio_for
@@ -254,6 +255,12 @@ def test_personas_play_openai_with_a_jsonwebtoken_jwt_and_any_case_server(
     }
     assert "Sage" in body["input"]
     assert open_chunk(alice.private(), chunk) == audio_for("sage", body["input"])
+    # Played again within the catalog's lifetime: the same audio, under a fresh key and
+    # IV, and no new request to OpenAI.
+    status, again = play(app, alice, "openai-sage", {"server": "default", "jwt": alice.jwt()})
+    assert status == 200 and open_chunk(alice.private(), again) == open_chunk(alice.private(), chunk)
+    assert again["header"] != chunk["header"] and again["content"] != chunk["content"]
+    assert len(openai.requests) == before + 1
 
 
 def hs256_with_public_key(user: User) -> str:
@@ -558,3 +565,17 @@ def test_personas_live_list_and_play_on_the_real_server(
             )
             assert response.status_code == 200, response.text
             assert open_chunk(erin.private(), response.json()).startswith(b"\xff\xfb")
+
+
+def test_personas_sample_cache_keeps_within_its_budget_oldest_out_first() -> None:
+    quarter = SAMPLE_CACHE_BYTES // 4
+    cache = SampleCache(3600)
+    for n in range(5):
+        cache.put((f"openai-{n}", "text"), bytes([n]) * quarter)
+    assert cache.get(("openai-0", "text")) is None
+    assert [cache.get((f"openai-{n}", "text")) == bytes([n]) * quarter for n in range(1, 5)] == [True] * 4
+    cache.put(("openai-big", "text"), bytes(quarter + 1))
+    assert cache.get(("openai-big", "text")) is None
+    unkept = SampleCache(0)
+    unkept.put(("openai-alloy", "text"), b"audio")
+    assert unkept.get(("openai-alloy", "text")) is None

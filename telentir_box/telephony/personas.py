@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 
 import msgspec
 
@@ -60,6 +61,8 @@ _OPENAI_VOICES = {
     "cedar": ("male", "Natural and grounded"),
 }
 RETRY_AFTER_FAILURE_SECONDS = 30
+# Spoken samples kept in memory, in all; the oldest go first.
+SAMPLE_CACHE_BYTES = 32 * 1024 * 1024
 OPENAI_INSTRUCTIONS = ["Speak naturally and warmly, at a relaxed pace, as on a phone call."]
 
 
@@ -121,12 +124,45 @@ def openai_persona(voice: str) -> Persona:
     )
 
 
+class SampleCache:
+    """Spoken samples by (persona, text) for `lifetime` seconds, within
+    SAMPLE_CACHE_BYTES: replaying a preview costs no provider call."""
+
+    def __init__(self, lifetime: int) -> None:
+        self._lifetime = lifetime
+        self._items: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        entry = self._items.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() >= entry[0]:
+            self._drop(key)
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, str], audio: bytes) -> None:
+        if self._lifetime == 0 or len(audio) > SAMPLE_CACHE_BYTES // 4:
+            return
+        if key in self._items:
+            self._drop(key)
+        self._items[key] = (time.monotonic() + self._lifetime, audio)
+        self._bytes += len(audio)
+        while self._bytes > SAMPLE_CACHE_BYTES:
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        self._bytes -= len(self._items.pop(key)[1])
+
+
 class PersonaCatalog:
-    """ElevenLabs' half of the catalog is fetched at most once per `cache_seconds`;
-    OpenAI's is fixed. A provider without an API key contributes nothing. When a fetch
-    fails, the last list fetched (if any) is served and ElevenLabs is not asked again
-    for RETRY_AFTER_FAILURE_SECONDS (or `cache_seconds`, if shorter), so a provider
-    that hangs does not hold up every list."""
+    """ElevenLabs' half of the catalog is fetched at most once per `cache_seconds`
+    (each persona's spoken sample is kept as long); OpenAI's half is fixed. A provider
+    without an API key contributes nothing. When a fetch fails, the last list fetched
+    (if any) is served and ElevenLabs is not asked again for RETRY_AFTER_FAILURE_SECONDS
+    (or `cache_seconds`, if shorter), so a provider that hangs does not hold up every
+    list."""
 
     def __init__(self, elevenlabs: ElevenLabs, openai: OpenAI, cache_seconds: int) -> None:
         self.elevenlabs = elevenlabs
@@ -137,6 +173,7 @@ class PersonaCatalog:
         self._fresh_until = 0.0
         # One fetch at a time: concurrent lists of a stale catalog share it.
         self._lock = asyncio.Lock()
+        self._samples = SampleCache(cache_seconds)
 
     async def list_personas(self) -> list[Persona]:
         """Every persona available now: ElevenLabs failing leaves its voices out
@@ -169,11 +206,19 @@ class PersonaCatalog:
         else:
             raise NotFound("No such persona")
 
-    async def speak(self, persona: Persona, text: str) -> bytes:
-        settings = persona.settings
-        if isinstance(settings, ElevenLabsVoiceSettings):
-            return await self.elevenlabs.text_to_speech(settings.voiceId, text)
-        return await self.openai.speak(settings.voice, text, " ".join(settings.instructions))
+    async def speak_sample(self, persona: Persona) -> bytes:
+        """The persona's sample sentence, spoken by its provider (or as it was
+        spoken within `cache_seconds`)."""
+        text = sample_text(persona)
+        audio = self._samples.get((persona.id, text))
+        if audio is None:
+            settings = persona.settings
+            if isinstance(settings, ElevenLabsVoiceSettings):
+                audio = await self.elevenlabs.text_to_speech(settings.voiceId, text)
+            else:
+                audio = await self.openai.speak(settings.voice, text, " ".join(settings.instructions))
+            self._samples.put((persona.id, text), audio)
+        return audio
 
     async def _elevenlabs_personas(self) -> list[Persona]:
         if not self.elevenlabs.configured:
@@ -229,5 +274,4 @@ async def play_persona(
     public_key = await user_server_key(db, user_id, server)
     verify_user_jwt(token, public_key, now=now)
     persona = await catalog.get_persona(persona_id)
-    audio = await catalog.speak(persona, sample_text(persona))
-    return encrypt_chunk(public_key, audio)
+    return encrypt_chunk(public_key, await catalog.speak_sample(persona))
