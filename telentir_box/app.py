@@ -25,6 +25,7 @@ from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
+from telentir_box.web.openapi import complete_schema
 
 
 def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] = ()) -> Litestar:
@@ -79,6 +80,7 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
         logging_config=None,  # logs.configure_logging owns the handlers
         debug=False,
     )
+    complete_schema(app)
     # Route middleware never sees unmatched paths (404/405) or CORS preflights; wrapping
     # the app's outermost handler gives every response its request id and headers, those
     # of the object hot path included.

@@ -17,6 +17,8 @@ from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.connect.credits import MAX_GRANT, Summary
 from telentir_box.connect.ingest import ConnectOutcome, run_connect
+from telentir_box.errors import ServiceUnavailable, UpstreamFailed
+from telentir_box.web.openapi import errors
 
 
 class ConnectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -75,7 +77,14 @@ def outcome_headers(outcome: ConnectOutcome) -> dict[str, str]:
     return headers
 
 
-@post("/connect", guards=[requires_object_auth], status_code=HTTP_204_NO_CONTENT)
+@post(
+    "/connect",
+    guards=[requires_object_auth],
+    status_code=HTTP_204_NO_CONTENT,
+    summary="Stream a connector's records into a store",
+    tags=["connect"],
+    responses=errors(UpstreamFailed, ServiceUnavailable),
+)
 async def connect(
     data: JSONBody[ConnectBody], box: NamedDependency[Box], principal: NamedDependency[Principal]
 ) -> Response[None]:
@@ -92,13 +101,14 @@ async def connect(
 
 class CreditsController(Controller):
     path = "/credits"
+    tags = ["connect"]
 
-    @get("/", guards=[requires_auth])
+    @get("/", guards=[requires_auth], summary="The team's prepaid balance", responses=errors(UpstreamFailed))
     async def get_balance(self, box: NamedDependency[Box]) -> Balance:
         cents = await box.credits.prepaid_cents()
         return Balance(cents / 100, box.config.billing.currency)
 
-    @get("/ledger", guards=[requires_auth])
+    @get("/ledger", guards=[requires_auth], summary="This period's lead-credit allowance, use and entries")
     async def get_ledger(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal]
     ) -> LedgerView:
@@ -106,7 +116,13 @@ class CreditsController(Controller):
         user_id = None if sees_all_entries(principal) else principal.user_id
         return ledger_view(await box.credits.summary(user_id))
 
-    @post("/grants", guards=[requires_role("admin")], status_code=201)
+    @post(
+        "/grants",
+        guards=[requires_role("admin")],
+        status_code=201,
+        summary="Grant prepaid lead credits",
+        responses=errors(UpstreamFailed),
+    )
     async def grant_credits(
         self, data: JSONBody[GrantBody], box: NamedDependency[Box], principal: NamedDependency[Principal]
     ) -> LedgerView:

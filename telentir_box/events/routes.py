@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
@@ -16,10 +17,11 @@ from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.db.timestamps import iso
-from telentir_box.errors import NotFound, Unauthorized, ValidationFailed
+from telentir_box.errors import NotFound, RateLimited, Unauthorized, ValidationFailed
 from telentir_box.events.credentials import credential_id
 from telentir_box.events.filters import EVENT_TYPES, FILTER_NAMES, allowed_filters, build_filter
 from telentir_box.events.stream import EventStream, StreamRequest
+from telentir_box.web.openapi import errors
 
 MAX_FILTER_CHARS = 200
 MAX_EVENT_ID_DIGITS = 18
@@ -34,6 +36,13 @@ SSE_RESPONSE = {
         generate_examples=False,
     )
 }
+
+
+class EventTicket(msgspec.Struct):
+    """Pass as `?ticket=` to one event stream request, within 60 s."""
+
+    ticket: str
+    expires_at: str
 
 
 async def requires_stream_auth(
@@ -84,8 +93,9 @@ def _event_stream(
     "/events",
     guards=[requires_stream_auth],
     media_type="text/event-stream",
-    responses=SSE_RESPONSE,
+    responses={**SSE_RESPONSE, **errors(RateLimited)},
     summary="Stream every event type (SSE)",
+    tags=["events"],
 )
 async def stream_all_events(
     request: Request[Any, Any, Any], box: NamedDependency[Box], principal: NamedDependency[Principal]
@@ -97,8 +107,9 @@ async def stream_all_events(
     "/events/{channel:str}",
     guards=[requires_stream_auth],
     media_type="text/event-stream",
-    responses=SSE_RESPONSE,
+    responses={**SSE_RESPONSE, **errors(RateLimited)},
     summary="Stream one event type (SSE)",
+    tags=["events"],
 )
 async def stream_events(
     channel: FromPath[str],
@@ -116,12 +127,13 @@ async def stream_events(
     guards=[requires_object_auth],
     status_code=201,
     summary="Issue a single-use event stream ticket, valid for 60 s",
+    tags=["events"],
 )
 async def create_event_ticket(
     box: NamedDependency[Box], principal: NamedDependency[Principal]
-) -> dict[str, str]:
+) -> EventTicket:
     ticket, expires = box.tickets.issue(principal, box.clock())
-    return {"ticket": ticket, "expires_at": iso(expires)}
+    return EventTicket(ticket=ticket, expires_at=iso(expires))
 
 
 event_routes = [stream_all_events, stream_events, create_event_ticket]
