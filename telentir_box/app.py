@@ -23,6 +23,7 @@ from telentir_box.events.routes import event_routes
 from telentir_box.health import health
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
+from telentir_box.web.allow import options_answer
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 from telentir_box.web.openapi import complete_schema
@@ -85,6 +86,6 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
     # the app's outermost handler gives every response its request id and headers, those
     # of the object hot path included.
     https = config.server.public_url.startswith("https://")
-    hot_path = object_hot_path(app.asgi_handler, provide_box)
+    hot_path = object_hot_path(options_answer(app, app.asgi_handler, cors=cors is not None), provide_box)
     app.asgi_handler = request_context_middleware(https=https)(hot_path)
     return app

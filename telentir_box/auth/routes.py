@@ -21,19 +21,16 @@ from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.errors import Conflict, Forbidden, RateLimited, Unauthorized, UpstreamFailed
 from telentir_box.web.errors import handle_exception_with_status
-from telentir_box.web.openapi import errors, optional_auth
+from telentir_box.web.openapi import documented, errors, optional_auth
 from telentir_box.web.paging import Limit, page_size
 
-# The request fields' rules, as the services check them (so the schema can say them):
-# an email address (surrounding spaces are trimmed), an E.164 phone number, a password
-# of MIN_LENGTH to MAX_LENGTH characters.
+# The request fields' rules as the services check them, for the schema: an email
+# address, an E.164 phone number (both checked after trimming spaces), a password of
+# MIN_LENGTH to MAX_LENGTH characters (checked here as well).
 Email = Annotated[
     str,
-    msgspec.Meta(
-        max_length=320,
-        pattern=r"^\s*[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}\s*$",
-        examples=["ada@example.com"],
-    ),
+    msgspec.Meta(max_length=320, examples=["ada@example.com"]),
+    documented(pattern=r"^[!-?A-~]{1,64}@[!-?A-~]{1,255}\.[!-?A-~]{1,63}$"),
 ]
 LoginEmail = Annotated[str, msgspec.Meta(max_length=320)]
 Password = Annotated[str, msgspec.Meta(max_length=MAX_LENGTH)]
@@ -50,12 +47,8 @@ Code = Annotated[str, msgspec.Meta(max_length=32)]
 Token = Annotated[str, msgspec.Meta(max_length=200)]
 Phone = Annotated[
     str,
-    msgspec.Meta(
-        max_length=32,
-        pattern=r"^\s*\+[1-9][0-9]{6,14}\s*$",
-        description="E.164, e.g. +14155550100",
-        examples=["+14155550100"],
-    ),
+    msgspec.Meta(max_length=32, description="E.164, e.g. +14155550100", examples=["+14155550100"]),
+    documented(pattern=r"^\+[1-9][0-9]{6,14}$"),
 ]
 
 

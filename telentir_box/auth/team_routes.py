@@ -29,7 +29,7 @@ from telentir_box.box import Box
 from telentir_box.db.users import ApiKeyRow
 from telentir_box.errors import Conflict, Forbidden, RateLimited
 from telentir_box.web.errors import handle_exception_with_status
-from telentir_box.web.openapi import errors
+from telentir_box.web.openapi import documented, errors
 from telentir_box.web.paging import Limit, page_size
 
 Role = Literal["owner", "admin", "member"]
@@ -37,7 +37,7 @@ Role = Literal["owner", "admin", "member"]
 
 class ApiKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     # Surrounding spaces are trimmed; what is left must not be empty.
-    name: Annotated[str, msgspec.Meta(max_length=apikeys.MAX_NAME, pattern=r"\S")]
+    name: Annotated[str, msgspec.Meta(max_length=apikeys.MAX_NAME), documented(pattern=r"[!-~]")]
 
 
 class InviteBody(msgspec.Struct, forbid_unknown_fields=True):

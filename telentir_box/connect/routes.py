@@ -18,12 +18,13 @@ from telentir_box.box import Box
 from telentir_box.connect.credits import MAX_GRANT, Summary
 from telentir_box.connect.ingest import ConnectOutcome, run_connect
 from telentir_box.errors import ServiceUnavailable, UpstreamFailed
-from telentir_box.web.openapi import errors
+from telentir_box.store.models import STORES
+from telentir_box.web.openapi import documented, errors
 
 
 class ConnectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    repository: str
-    path: str
+    repository: Annotated[str, documented(enum=list(STORES))]
+    path: Annotated[str, documented(pattern=r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$", examples=["/get-leads"])]
     params: dict[str, Any] = {}
 
 

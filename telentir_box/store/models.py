@@ -3,11 +3,14 @@ docs use) and the records every response carries, snake_case with hex bytes."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-STORES = (
+from telentir_box.web.openapi import documented
+
+DEFAULT_SERVER = "default"
+StoreType = Literal[
     "contacts",
     "calls",
     "agents",
@@ -16,8 +19,8 @@ STORES = (
     "campaigns",
     "sms-messages",
     "performance-metrics",
-)
-DEFAULT_SERVER = "default"
+]
+STORES: tuple[str, ...] = get_args(StoreType)
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -88,7 +91,8 @@ class CreatedServer(msgspec.Struct):
 
 
 class ServerCreate(_Body):
-    name: str
+    # Lower-cased after trimming; not the name of one of the box's own keys.
+    name: Annotated[str, documented(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     mode: Literal["generate", "upload_public"]
     publicKey: str | None = None
 

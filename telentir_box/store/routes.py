@@ -30,6 +30,7 @@ from telentir_box.store.models import (
     ServerCreate,
     ServerInfo,
     ServerPatch,
+    StoreType,
     UserServer,
 )
 from telentir_box.web.openapi import errors
@@ -205,7 +206,7 @@ class ObjectController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        type: FromPath[str],
+        type: FromPath[StoreType],
         related_id: FromPath[str],
         data: JSONBody[PublicationBody],
     ) -> Publication:
@@ -216,7 +217,7 @@ class ObjectController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        type: FromPath[str],
+        type: FromPath[StoreType],
         related_id: FromPath[str],
     ) -> None:
         await publish.unpublish(box.db, principal.user_id, type, related_id)
@@ -226,7 +227,7 @@ class ObjectController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        type: FromPath[str],
+        type: FromPath[StoreType],
         cursor: FromQuery[str | None] = None,
         limit: Limit = None,
     ) -> PublicationPage:

@@ -9,7 +9,9 @@ from litestar.params import QueryParameter
 from telentir_box.errors import ValidationFailed
 
 MAX_PAGE = 1000
-Limit = Annotated[int | None, QueryParameter(required=False, description=f"page size (1-{MAX_PAGE})")]
+Limit = Annotated[
+    int | None, QueryParameter(required=False, ge=1, le=MAX_PAGE, description=f"page size (1-{MAX_PAGE})")
+]
 
 
 def page_size(limit: int | None, default: int) -> int:
