@@ -16,7 +16,7 @@ from telentir_box.ids import new_id
 
 ROLES = ("owner", "admin", "member")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")  # ASCII digits only (\d takes any script's)
 # A token that can only finish 2FA is worth little to its holder but is one step from
 # a full session: it expires soon, whatever lifetime the full session will get.
 PENDING_2FA_TTL = timedelta(minutes=5)

@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, JSONBody
+from litestar.params import JSONBody, QueryParameter
 
 from telentir_box.auth import audit, credentials, phone, totp
 from telentir_box.auth import login as signin
@@ -22,7 +22,7 @@ from telentir_box.box import Box
 from telentir_box.errors import Conflict, Forbidden, RateLimited, Unauthorized, UpstreamFailed
 from telentir_box.web.errors import handle_exception_with_status
 from telentir_box.web.openapi import documented, errors, optional_auth
-from telentir_box.web.paging import Limit, page_size
+from telentir_box.web.paging import Cursor, Limit, page_size
 
 # The request fields' rules as the services check them, for the schema: an email
 # address, an E.164 phone number (both checked after trimming spaces), a password of
@@ -50,6 +50,12 @@ Phone = Annotated[
     msgspec.Meta(max_length=32, description="E.164, e.g. +14155550100", examples=["+14155550100"]),
     documented(pattern=r"^\+[1-9][0-9]{6,14}$"),
 ]
+
+
+AuditEvent = Annotated[
+    str | None, QueryParameter(required=False, pattern=r"^[a-z0-9_]{1,64}$", description="e.g. login_failed")
+]
+AuditUser = Annotated[str | None, QueryParameter(required=False, pattern=r"^usr_[A-Za-z0-9_-]{16,64}$")]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -80,7 +86,7 @@ class PasswordBody(_Body):
 
 
 class ForgotBody(_Body):
-    email: Email
+    email: LoginEmail  # any text: the answer is the same whether it names an account or not
 
 
 class ResetBody(_Body):
@@ -424,8 +430,8 @@ class AuthController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        event: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
+        event: AuditEvent = None,
+        cursor: Cursor = None,
         limit: Limit = None,
     ) -> audit.AuditPage:
         size = page_size(limit, audit.DEFAULT_PAGE)

@@ -9,13 +9,15 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, route
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody
 
 from telentir_box.auth import apikeys, audit, team
 from telentir_box.auth import login as signin
 from telentir_box.auth.guards import requires_auth, requires_role
 from telentir_box.auth.principal import Principal
 from telentir_box.auth.routes import (
+    AuditEvent,
+    AuditUser,
     AuthController,
     Email,
     Name,
@@ -29,15 +31,15 @@ from telentir_box.box import Box
 from telentir_box.db.users import ApiKeyRow
 from telentir_box.errors import Conflict, Forbidden, RateLimited
 from telentir_box.web.errors import handle_exception_with_status
-from telentir_box.web.openapi import documented, errors
-from telentir_box.web.paging import Limit, page_size
+from telentir_box.web.openapi import NOT_BLANK, documented, errors
+from telentir_box.web.paging import Cursor, Limit, page_size
 
 Role = Literal["owner", "admin", "member"]
 
 
 class ApiKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     # Surrounding spaces are trimmed; what is left must not be empty.
-    name: Annotated[str, msgspec.Meta(max_length=apikeys.MAX_NAME), documented(pattern=r"[!-~]")]
+    name: Annotated[str, msgspec.Meta(max_length=apikeys.MAX_NAME), documented(pattern=NOT_BLANK)]
 
 
 class InviteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -182,9 +184,9 @@ class AuditController(Controller):
     async def list_audit(
         self,
         box: NamedDependency[Box],
-        user_id: FromQuery[str | None] = None,
-        event: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
+        user_id: AuditUser = None,
+        event: AuditEvent = None,
+        cursor: Cursor = None,
         limit: Limit = None,
     ) -> audit.AuditPage:
         size = page_size(limit, audit.DEFAULT_PAGE)

@@ -34,7 +34,7 @@ from telentir_box.store.models import (
     UserServer,
 )
 from telentir_box.web.openapi import errors
-from telentir_box.web.paging import Limit, page_size
+from telentir_box.web.paging import Cursor, Limit, page_size
 
 
 class ServerController(Controller):
@@ -157,7 +157,7 @@ class ObjectController(Controller):
         principal: NamedDependency[Principal],
         related_object_id: FromQuery[str | None] = None,
         key_id: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
         limit: Limit = None,
     ) -> ObjectPage:
         return await objects.list_objects(
@@ -228,7 +228,7 @@ class ObjectController(Controller):
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
         type: FromPath[StoreType],
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
         limit: Limit = None,
     ) -> PublicationPage:
         return await publish.list_publications(

@@ -103,6 +103,11 @@ def errors(*kinds: type[AppError]) -> dict[int, ResponseSpec]:
     return {kind.status: ResponseSpec(None, description=_describe([kind])) for kind in kinds}
 
 
+# A character that Python's str.strip() keeps, spelled out: `\S` differs between Python
+# and the ECMA regexes of JSON Schema (U+001C-U+001F, U+FEFF).
+NOT_BLANK = "[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
 def documented(**keywords: Any) -> msgspec.Meta:
     """JSON-schema keywords for the OpenAPI schema only, on a field whose rule a service
     checks itself (after trimming or lower-casing, with its own message). Each must
@@ -152,6 +157,8 @@ def _complete_operation(
         responses[str(status)] = _merged(responses.get(str(status)), group)
     body = "AuthErrorBody" if _adds_status(handler) else "ErrorBody"
     for status, response in responses.items():
+        if status == "204" and isinstance(response, OpenAPIResponse):
+            response.content = None  # no body at all, not a JSON null
         if status.isdigit() and int(status) >= 400 and isinstance(response, OpenAPIResponse):
             response.content = {"application/json": OpenAPIMediaType(schema=_ref(body))}
     operation.responses = dict(sorted(responses.items()))
