@@ -10,7 +10,6 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from telentir_box import __version__
@@ -24,6 +23,7 @@ from telentir_box.health import health
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
 from telentir_box.web.allow import options_answer
+from telentir_box.web.docs import SCHEMA_PATH, OfflineSwaggerPlugin, docs_router
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 from telentir_box.web.openapi import complete_schema
@@ -75,8 +75,9 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
         openapi_config=OpenAPIConfig(
             title="telentir-box",
             version=__version__,
-            path="/api/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            path=SCHEMA_PATH,
+            render_plugins=[OfflineSwaggerPlugin()],
+            openapi_router=docs_router(),
         ),
         logging_config=None,  # logs.configure_logging owns the handlers
         debug=False,
