@@ -64,6 +64,14 @@ def sees_all_entries(principal: Principal) -> bool:
     return principal.super_admin or principal.role in ("admin", "owner")
 
 
+OUTCOME_HEADERS = {
+    "x-telentir-records-stored": "Records stored",
+    "x-telentir-frames-skipped": "Frames that were not records",
+    "x-telentir-credits-granted": "The credits granted, clamped (/get-leads only)",
+    "x-telentir-connector": '"skipped: no credits available" or "interrupted" (what was stored stays)',
+}
+
+
 def outcome_headers(outcome: ConnectOutcome) -> dict[str, str]:
     headers = {
         "x-telentir-records-stored": str(outcome.stored),
@@ -85,6 +93,8 @@ def outcome_headers(outcome: ConnectOutcome) -> dict[str, str]:
     summary="Stream a connector's records into a store",
     tags=["connect"],
     responses=errors(UpstreamFailed, ServiceUnavailable),
+    description="204 once the connector's stream ends; headers say what happened: "
+    + "; ".join(f"`{name}`: {meaning}" for name, meaning in OUTCOME_HEADERS.items()),
 )
 async def connect(
     data: JSONBody[ConnectBody], box: NamedDependency[Box], principal: NamedDependency[Principal]

@@ -21,8 +21,10 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
+    OpenAPIType,
     Operation,
     Reference,
     Schema,
@@ -75,6 +77,10 @@ SECURITY_SCHEMES = {
     ),
 }
 _SIGNED_IN = [{BEARER: []}, {COOKIE: []}]
+_RETRY_AFTER = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.INTEGER, minimum=0),
+    description="Seconds to wait before trying again (sent with the sign-in and account limits)",
+)
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -161,6 +167,8 @@ def _complete_operation(
             response.content = None  # no body at all, not a JSON null
         if status.isdigit() and int(status) >= 400 and isinstance(response, OpenAPIResponse):
             response.content = {"application/json": OpenAPIMediaType(schema=_ref(body))}
+        if status == "429" and isinstance(response, OpenAPIResponse):
+            response.headers = {"Retry-After": _RETRY_AFTER}
     operation.responses = dict(sorted(responses.items()))
     _close_request_body(operation, schemas)
 
