@@ -45,12 +45,19 @@ from telentir_box.errors import (
 from telentir_box.web.errors import handle_exception_with_status
 
 
+# Two answers the request middleware gives before any route runs (a body that is not
+# JSON; a request with the session cookie from a foreign origin), described here so
+# the schema lists them where they apply.
 class UnsupportedMediaType(AppError):
     code, status, default_message = "UNSUPPORTED_MEDIA_TYPE", 415, "Request body must be JSON"
 
 
 class CsrfRejected(AppError):
-    code, status, default_message = "CSRF_REJECTED", 403, "Cross-site request refused"
+    code, status, default_message = (
+        "CSRF_REJECTED",
+        403,
+        "Cross-site request refused: the session cookie came from another origin",
+    )
 
 
 BEARER, COOKIE, TICKET = "bearer", "cookie", "ticket"
@@ -194,7 +201,7 @@ def _shared_errors(
         kinds.append(ValidationFailed)
     if any(getattr(p, "param_in", None) == "path" for p in parameters):
         kinds.append(NotFound)
-    if method in _UNSAFE and (access is not None or operation.security):
+    if method in _UNSAFE:  # whatever the route, when the request carries the session cookie
         kinds.append(CsrfRejected)
     return kinds
 
