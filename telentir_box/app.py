@@ -22,11 +22,11 @@ from telentir_box.events.routes import event_routes
 from telentir_box.health import health
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
+from telentir_box.web import openapi
 from telentir_box.web.allow import options_answer
 from telentir_box.web.docs import SCHEMA_PATH, OfflineSwaggerPlugin, docs_router
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
-from telentir_box.web.openapi import complete_schema
 
 
 def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] = ()) -> Litestar:
@@ -75,6 +75,8 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
         openapi_config=OpenAPIConfig(
             title="telentir-box",
             version=__version__,
+            description=openapi.DESCRIPTION,
+            tags=openapi.TAGS,
             path=SCHEMA_PATH,
             render_plugins=[OfflineSwaggerPlugin()],
             openapi_router=docs_router(),
@@ -82,7 +84,7 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
         logging_config=None,  # logs.configure_logging owns the handlers
         debug=False,
     )
-    complete_schema(app)
+    openapi.complete_schema(app)
     # Route middleware never sees unmatched paths (404/405) or CORS preflights; wrapping
     # the app's outermost handler gives every response its request id and headers, those
     # of the object hot path included.

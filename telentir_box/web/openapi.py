@@ -29,6 +29,7 @@ from litestar.openapi.spec import (
     Reference,
     Schema,
     SecurityScheme,
+    Tag,
 )
 from litestar.routes import HTTPRoute
 
@@ -108,6 +109,23 @@ GUARD_ACCESS = {
     "requires_super_admin": Access((BEARER, COOKIE), (*_SESSION, Forbidden)),
     "requires_stream_auth": Access((BEARER, COOKIE, TICKET), (*_SESSION, PhoneVerificationRequired)),
 }
+
+
+DESCRIPTION = (
+    "The Telentir encrypted object store and back office of one self-hosted box. Sign in"
+    " (or create an API key) under `auth`, then call the store with `Authorization: Bearer"
+    " <API key or session token>`; the store needs a verified phone (403"
+    " `PHONE_VERIFICATION_REQUIRED` until then). Every error answers `{error, code, message}`"
+    ' (the sign-in routes add `status: "error"`).'
+)
+TAGS = [
+    Tag(name="auth", description="Sign-in, sessions, passwords, 2FA, phone verification, API keys"),
+    Tag(name="team", description="Members, invites and the audit trail (admins and owners)"),
+    Tag(name="store", description="Servers, keys and encrypted objects; publishing"),
+    Tag(name="events", description="Server-Sent Event streams of store changes"),
+    Tag(name="connect", description="Connector ingestion and lead credits"),
+    Tag(name="system", description="Health"),
+]
 
 
 def errors(*kinds: type[AppError]) -> dict[int, ResponseSpec]:
