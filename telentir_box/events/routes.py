@@ -3,7 +3,7 @@ Server-Sent Events, and POST /api/events/ticket for clients that cannot send hea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
@@ -11,7 +11,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import Parameter
 
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
@@ -36,6 +36,16 @@ SSE_RESPONSE = {
         generate_examples=False,
     )
 }
+
+
+STREAM_QUERY = (
+    "Filters (query): "
+    + ", ".join(f"`{name}`" for name in FILTER_NAMES)
+    + f", each 1-{MAX_FILTER_CHARS} characters and only those that apply to the stream's type"
+    " (400 otherwise). Resume after an event with the `Last-Event-ID` header or `lastEventId`."
+    " Clients that cannot send headers pass `ticket` (POST /api/events/ticket) instead."
+)
+Channel = Annotated[str, Parameter(description="an event type", schema_extra={"enum": list(EVENT_TYPES)})]
 
 
 class EventTicket(msgspec.Struct):
@@ -95,6 +105,7 @@ def _event_stream(
     media_type="text/event-stream",
     responses={**SSE_RESPONSE, **errors(RateLimited)},
     summary="Stream every event type (SSE)",
+    description=STREAM_QUERY,
     tags=["events"],
 )
 async def stream_all_events(
@@ -109,10 +120,11 @@ async def stream_all_events(
     media_type="text/event-stream",
     responses={**SSE_RESPONSE, **errors(RateLimited)},
     summary="Stream one event type (SSE)",
+    description=STREAM_QUERY,
     tags=["events"],
 )
 async def stream_events(
-    channel: FromPath[str],
+    channel: Channel,
     request: Request[Any, Any, Any],
     box: NamedDependency[Box],
     principal: NamedDependency[Principal],
