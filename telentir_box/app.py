@@ -10,7 +10,6 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from telentir_box import __version__
@@ -26,7 +25,10 @@ from telentir_box.store.routes import store_routes
 from telentir_box.telephony.inbound_routes import inbound_configuration_routes
 from telentir_box.telephony.number_routes import phone_number_routes
 from telentir_box.telephony.persona_routes import persona_routes
+from telentir_box.web import openapi
+from telentir_box.web.allow import options_answer
 from telentir_box.web.csrf import requires_first_party
+from telentir_box.web.docs import SCHEMA_PATH, OfflineSwaggerPlugin, docs_router
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 
@@ -91,16 +93,20 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="telentir-box",
             version=__version__,
-            path="/api/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            description=openapi.DESCRIPTION,
+            tags=openapi.TAGS,
+            path=SCHEMA_PATH,
+            render_plugins=[OfflineSwaggerPlugin()],
+            openapi_router=docs_router(),
         ),
         logging_config=None,  # logs.configure_logging owns the handlers
         debug=False,
     )
+    openapi.complete_schema(app)
     # Route middleware never sees unmatched paths (404/405) or CORS preflights; wrapping
     # the app's outermost handler gives every response its request id and headers, those
     # of the object hot path included.
     https = config.server.public_url.startswith("https://")
-    hot_path = object_hot_path(app.asgi_handler, provide_box)
+    hot_path = object_hot_path(options_answer(app, app.asgi_handler, cors=cors is not None), provide_box)
     app.asgi_handler = request_context_middleware(https=https)(hot_path)
     return app

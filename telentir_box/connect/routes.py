@@ -17,11 +17,14 @@ from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.connect.credits import MAX_GRANT, Summary
 from telentir_box.connect.ingest import ConnectOutcome, Ingestion, run_connect
+from telentir_box.errors import ServiceUnavailable, UpstreamFailed
+from telentir_box.store.models import STORES
+from telentir_box.web.openapi import documented, errors
 
 
 class ConnectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    repository: str
-    path: str
+    repository: Annotated[str, documented(enum=list(STORES))]
+    path: Annotated[str, documented(pattern=r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$", examples=["/get-leads"])]
     params: dict[str, Any] = {}
 
 
@@ -61,6 +64,14 @@ def sees_all_entries(principal: Principal) -> bool:
     return principal.super_admin or principal.role in ("admin", "owner")
 
 
+OUTCOME_HEADERS = {
+    "x-telentir-records-stored": "Records stored",
+    "x-telentir-frames-skipped": "Frames that were not records",
+    "x-telentir-credits-granted": "The credits granted, clamped (/get-leads only)",
+    "x-telentir-connector": '"skipped: no credits available" or "interrupted" (what was stored stays)',
+}
+
+
 def outcome_headers(outcome: ConnectOutcome) -> dict[str, str]:
     headers = {
         "x-telentir-records-stored": str(outcome.stored),
@@ -75,7 +86,16 @@ def outcome_headers(outcome: ConnectOutcome) -> dict[str, str]:
     return headers
 
 
-@post("/connect", guards=[requires_object_auth], status_code=HTTP_204_NO_CONTENT)
+@post(
+    "/connect",
+    guards=[requires_object_auth],
+    status_code=HTTP_204_NO_CONTENT,
+    summary="Stream a connector's records into a store",
+    tags=["connect"],
+    responses=errors(UpstreamFailed, ServiceUnavailable),
+    description="204 once the connector's stream ends; headers say what happened: "
+    + "; ".join(f"`{name}`: {meaning}" for name, meaning in OUTCOME_HEADERS.items()),
+)
 async def connect(
     data: JSONBody[ConnectBody], box: NamedDependency[Box], principal: NamedDependency[Principal]
 ) -> Response[None]:
@@ -96,13 +116,14 @@ async def connect(
 
 class CreditsController(Controller):
     path = "/credits"
+    tags = ["connect"]
 
-    @get("/", guards=[requires_auth])
+    @get("/", guards=[requires_auth], summary="The team's prepaid balance", responses=errors(UpstreamFailed))
     async def get_balance(self, box: NamedDependency[Box]) -> Balance:
         cents = await box.credits.prepaid_cents()
         return Balance(cents / 100, box.config.billing.currency)
 
-    @get("/ledger", guards=[requires_auth])
+    @get("/ledger", guards=[requires_auth], summary="This period's lead-credit allowance, use and entries")
     async def get_ledger(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal]
     ) -> LedgerView:
@@ -110,7 +131,13 @@ class CreditsController(Controller):
         user_id = None if sees_all_entries(principal) else principal.user_id
         return ledger_view(await box.credits.summary(user_id))
 
-    @post("/grants", guards=[requires_role("admin")], status_code=201)
+    @post(
+        "/grants",
+        guards=[requires_role("admin")],
+        status_code=201,
+        summary="Grant prepaid lead credits",
+        responses=errors(UpstreamFailed),
+    )
     async def grant_credits(
         self, data: JSONBody[GrantBody], box: NamedDependency[Box], principal: NamedDependency[Principal]
     ) -> LedgerView:

@@ -3,24 +3,26 @@ Server-Sent Events, and POST /api/events/ticket for clients that cannot send hea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import Parameter
 
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.db.timestamps import iso
 from telentir_box.digits import parse_digits
-from telentir_box.errors import NotFound, Unauthorized, ValidationFailed
+from telentir_box.errors import NotFound, RateLimited, Unauthorized, ValidationFailed
 from telentir_box.events.credentials import credential_id
 from telentir_box.events.filters import EVENT_TYPES, FILTER_NAMES, allowed_filters, build_filter
 from telentir_box.events.stream import EventStream, StreamRequest
+from telentir_box.web.openapi import errors
 
 MAX_FILTER_CHARS = 200
 MAX_EVENT_ID_DIGITS = 18
@@ -35,6 +37,23 @@ SSE_RESPONSE = {
         generate_examples=False,
     )
 }
+
+
+STREAM_QUERY = (
+    "Filters (query): "
+    + ", ".join(f"`{name}`" for name in FILTER_NAMES)
+    + f", each 1-{MAX_FILTER_CHARS} characters and only those that apply to the stream's type"
+    " (400 otherwise). Resume after an event with the `Last-Event-ID` header or `lastEventId`."
+    " Clients that cannot send headers pass `ticket` (POST /api/events/ticket) instead."
+)
+Channel = Annotated[str, Parameter(description="an event type", schema_extra={"enum": list(EVENT_TYPES)})]
+
+
+class EventTicket(msgspec.Struct):
+    """Pass as `?ticket=` to one event stream request, within 60 s."""
+
+    ticket: str
+    expires_at: str
 
 
 async def requires_stream_auth(
@@ -86,8 +105,10 @@ def _event_stream(
     "/events",
     guards=[requires_stream_auth],
     media_type="text/event-stream",
-    responses=SSE_RESPONSE,
+    responses={**SSE_RESPONSE, **errors(RateLimited)},
     summary="Stream every event type (SSE)",
+    description=STREAM_QUERY,
+    tags=["events"],
 )
 async def stream_all_events(
     request: Request[Any, Any, Any], box: NamedDependency[Box], principal: NamedDependency[Principal]
@@ -99,11 +120,13 @@ async def stream_all_events(
     "/events/{channel:str}",
     guards=[requires_stream_auth],
     media_type="text/event-stream",
-    responses=SSE_RESPONSE,
+    responses={**SSE_RESPONSE, **errors(RateLimited)},
     summary="Stream one event type (SSE)",
+    description=STREAM_QUERY,
+    tags=["events"],
 )
 async def stream_events(
-    channel: FromPath[str],
+    channel: Channel,
     request: Request[Any, Any, Any],
     box: NamedDependency[Box],
     principal: NamedDependency[Principal],
@@ -118,12 +141,13 @@ async def stream_events(
     guards=[requires_object_auth],
     status_code=201,
     summary="Issue a single-use event stream ticket, valid for 60 s",
+    tags=["events"],
 )
 async def create_event_ticket(
     box: NamedDependency[Box], principal: NamedDependency[Principal]
-) -> dict[str, str]:
+) -> EventTicket:
     ticket, expires = box.tickets.issue(principal, box.clock())
-    return {"ticket": ticket, "expires_at": iso(expires)}
+    return EventTicket(ticket=ticket, expires_at=iso(expires))
 
 
 event_routes = [stream_all_events, stream_events, create_event_ticket]

@@ -3,11 +3,14 @@ docs use) and the records every response carries, snake_case with hex bytes."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-STORES = (
+from telentir_box.web.openapi import documented
+
+DEFAULT_SERVER = "default"
+StoreType = Literal[
     "contacts",
     "calls",
     "agents",
@@ -16,8 +19,28 @@ STORES = (
     "campaigns",
     "sms-messages",
     "performance-metrics",
-)
-DEFAULT_SERVER = "default"
+]
+STORES: tuple[str, ...] = get_args(StoreType)
+
+
+# The encodings of bytes on the wire, for the schema (store/codec.py decodes them).
+HEX = r"^([0-9a-fA-F]{2})*$"
+BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+Hex = Annotated[str, documented(pattern=HEX, description="hex")]
+HexIv = Annotated[str, documented(pattern=r"^[0-9a-fA-F]{24}$", description="the 12-byte IV, hex")]
+Base64 = Annotated[str, documented(pattern=BASE64, description="standard base64")]
+Base64Iv = Annotated[str, documented(pattern=r"^[A-Za-z0-9+/]{16}$", description="the 12-byte IV, base64")]
+# The tag's length tells the encoding of the object's bytes: 32 hex digits or 24 base64.
+Tag = Annotated[
+    str, documented(pattern=r"^([0-9a-fA-F]{32}|[A-Za-z0-9+/]{22}==)$", description="16-byte GCM tag")
+]
+Content = Annotated[
+    str,
+    documented(
+        pattern=r"^(([0-9a-fA-F]{2})*|([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)$",
+        description="AES-GCM ciphertext without the tag, in the tag's encoding",
+    ),
+]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -88,7 +111,8 @@ class CreatedServer(msgspec.Struct):
 
 
 class ServerCreate(_Body):
-    name: str
+    # Lower-cased after trimming; not the name of one of the box's own keys.
+    name: Annotated[str, documented(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     mode: Literal["generate", "upload_public"]
     publicKey: str | None = None
 
@@ -101,8 +125,8 @@ class KeyCreate(_Body):
     """POST /api/keys: a key the client wrapped itself; hex."""
 
     server: str
-    key: str
-    iv: str
+    key: Hex  # the RSA-OAEP wrap of the 32-byte AES key, the server key's size
+    iv: HexIv
     metadata: dict[str, Any] | None = None
 
 
@@ -110,15 +134,15 @@ class KeyMint(_Body):
     """PUT /api/keys, the documented form: base64 key/iv, or none and the box mints one."""
 
     server: str
-    key: str | None = None
-    iv: str | None = None
+    key: Base64 | None = None
+    iv: Base64Iv | None = None
     metadata: dict[str, Any] | None = None
 
 
 class KeyPatch(_Body):
     metadata: dict[str, Any] | None = None
-    key: str | None = None
-    iv: str | None = None
+    key: Hex | None = None
+    iv: HexIv | None = None
     server: str | None = None
     deprecated: bool | None = None
 
@@ -129,9 +153,9 @@ class ObjectWrite(_Body):
 
     keyId: str | None = None
     key_id: str | None = None
-    content: str | None = None
-    authTag: str | None = None
-    auth_tag: str | None = None
+    content: Content | None = None
+    authTag: Tag | None = None
+    auth_tag: Tag | None = None
     related_object_id: str | None = None
     relatedObjectId: str | None = None
     relatedId: str | None = None

@@ -6,11 +6,13 @@ from __future__ import annotations
 import msgspec
 from litestar import Controller, MediaType, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
+from telentir_box.errors import Conflict, NotFound, RateLimited
 from telentir_box.store import keys, objects, publish, root, servers
 from telentir_box.store.models import (
     CreatedServer,
@@ -28,9 +30,11 @@ from telentir_box.store.models import (
     ServerCreate,
     ServerInfo,
     ServerPatch,
+    StoreType,
     UserServer,
 )
-from telentir_box.web.paging import Limit, page_size
+from telentir_box.web.openapi import errors
+from telentir_box.web.paging import Cursor, Limit, page_size
 
 
 class ServerController(Controller):
@@ -53,7 +57,11 @@ class ServerController(Controller):
         await root.ensure_provisioned(box.db, box.keyring, principal.user_id)
         return await servers.list_servers(box.db, principal.user_id)
 
-    @post("/servers", summary="Register a server: generate a keypair or upload a public key")
+    @post(
+        "/servers",
+        summary="Register a server: generate a keypair or upload a public key",
+        responses=errors(Conflict, RateLimited),
+    )
     async def create_server(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[ServerCreate]
     ) -> CreatedServer:
@@ -77,13 +85,21 @@ class KeyController(Controller):
     guards = [requires_object_auth]
     tags = ["store"]
 
-    @post("", summary="Store a key the client wrapped (hex)")
+    @post("", summary="Store a key the client wrapped (hex)", responses=errors(NotFound))
     async def create_key(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[KeyCreate]
     ) -> KeyRecord:
         return await keys.create_key(box.db, box.keyring, principal.user_id, data, box.config.store)
 
-    @put("", status_code=201, summary="Mint or store a key (documented base64 form); returns its id")
+    @put(
+        "",
+        status_code=201,
+        summary="Mint or store a key (documented base64 form); returns its id",
+        responses={
+            **errors(NotFound),
+            201: ResponseSpec(str, description="The new key's id, as a JSON string", generate_examples=False),
+        },
+    )
     async def mint_key(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[KeyMint]
     ) -> Response[bytes]:
@@ -106,7 +122,7 @@ class KeyController(Controller):
     ) -> KeyRecord:
         return await keys.patch_key(box.db, box.keyring, principal.user_id, key_id, data, box.config.store)
 
-    @delete("/{key_id:str}", summary="Delete a key (its objects stay)")
+    @delete("/{key_id:str}", summary="Delete a key (its objects stay)", responses=errors(Conflict))
     async def delete_key(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], key_id: FromPath[str]
     ) -> None:
@@ -118,13 +134,18 @@ class ObjectController(Controller):
     guards = [requires_object_auth]
     tags = ["store"]
 
-    @put("", status_code=201, summary="Create an object (client form: keyId/authTag, hex or base64)")
+    @put(
+        "",
+        status_code=201,
+        summary="Create an object (client form: keyId/authTag, hex or base64)",
+        responses=errors(NotFound),
+    )
     async def put_object(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[ObjectWrite]
     ) -> ObjectRecord:
         return await objects.create_object(box.db, principal.user_id, data, box.config.store)
 
-    @post("", summary="Create an object (snake_case form)")
+    @post("", summary="Create an object (snake_case form)", responses=errors(NotFound))
     async def post_object(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[ObjectWrite]
     ) -> ObjectRecord:
@@ -137,7 +158,7 @@ class ObjectController(Controller):
         principal: NamedDependency[Principal],
         related_object_id: FromQuery[str | None] = None,
         key_id: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
         limit: Limit = None,
     ) -> ObjectPage:
         return await objects.list_objects(
@@ -165,7 +186,11 @@ class ObjectController(Controller):
     ) -> ObjectRecord:
         return await objects.patch_object(box.db, principal.user_id, object_id, data, box.config.store)
 
-    @delete("/{object_id:str}", summary="Delete an object with its descendants and publications")
+    @delete(
+        "/{object_id:str}",
+        summary="Delete an object with its descendants and publications",
+        responses=errors(Conflict),
+    )
     async def delete_object(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], object_id: FromPath[str]
     ) -> None:
@@ -182,7 +207,7 @@ class ObjectController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        type: FromPath[str],
+        type: FromPath[StoreType],
         related_id: FromPath[str],
         data: JSONBody[PublicationBody],
     ) -> Publication:
@@ -193,7 +218,7 @@ class ObjectController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        type: FromPath[str],
+        type: FromPath[StoreType],
         related_id: FromPath[str],
     ) -> None:
         await publish.unpublish(box.db, principal.user_id, type, related_id)
@@ -203,8 +228,8 @@ class ObjectController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        type: FromPath[str],
-        cursor: FromQuery[str | None] = None,
+        type: FromPath[StoreType],
+        cursor: Cursor = None,
         limit: Limit = None,
     ) -> PublicationPage:
         return await publish.list_publications(

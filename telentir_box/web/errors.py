@@ -41,6 +41,14 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
 
 
+def handle_exception_with_status(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The sign-in routes' handler: Telentir's login shape adds "status": "error" to the
+    error body (the one place it differs; the OpenAPI schema calls it AuthErrorBody)."""
+    response = handle_exception(request, exc)
+    response.content["status"] = "error"
+    return response
+
+
 def error_answer(exc: Exception, scope: Scope) -> tuple[int, dict[str, Any], dict[str, str] | None]:
     """The status, body and headers answering `exc`; a crash is logged with the request id."""
     if isinstance(exc, AppError):

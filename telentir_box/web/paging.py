@@ -9,7 +9,16 @@ from litestar.params import QueryParameter
 from telentir_box.errors import ValidationFailed
 
 MAX_PAGE = 1000
-Limit = Annotated[int | None, QueryParameter(required=False, description=f"page size (1-{MAX_PAGE})")]
+# A listing's `next_cursor`, passed back as it came (an empty one starts from the top).
+Cursor = Annotated[
+    str | None,
+    QueryParameter(
+        required=False, pattern=r"^[0-9]{0,18}$", description="a `next_cursor` this listing returned"
+    ),
+]
+Limit = Annotated[
+    int | None, QueryParameter(required=False, ge=1, le=MAX_PAGE, description=f"page size (1-{MAX_PAGE})")
+]
 
 
 def page_size(limit: int | None, default: int) -> int:
