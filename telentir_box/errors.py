@@ -73,6 +73,12 @@ class PayloadTooLarge(AppError):
     code, status, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body too large"
 
 
+class HeadersTooLarge(AppError):
+    """Answered by the connection protocol itself, before any route is chosen."""
+
+    code, status, default_message = "REQUEST_HEADER_FIELDS_TOO_LARGE", 431, "Request header too large"
+
+
 class UnsupportedMediaType(AppError):
     code, status, default_message = "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported media type"
 

@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
+from telentir_box.errors import Conflict, NotFound
 from telentir_box.telephony import inbound
 from telentir_box.telephony.models import (
     InboundConfiguration,
@@ -18,6 +19,7 @@ from telentir_box.telephony.models import (
     PhoneNumberAction,
     PhoneNumberActionResult,
 )
+from telentir_box.web.openapi import errors
 
 
 class InboundConfigurationController(Controller):
@@ -31,7 +33,7 @@ class InboundConfigurationController(Controller):
     ) -> list[InboundConfiguration]:
         return await inbound.list_configurations(box.db, principal.user_id)
 
-    @put("", summary="Create an inbound configuration")
+    @put("", summary="Create an inbound configuration", responses=errors(NotFound))
     async def create_configuration(
         self,
         box: NamedDependency[Box],
@@ -70,6 +72,7 @@ class InboundConfigurationController(Controller):
         "/{config_id:str}",
         status_code=200,
         summary="Attach a phone number to the configuration, or detach it",
+        responses=errors(Conflict),
     )
     async def act_on_number(
         self,

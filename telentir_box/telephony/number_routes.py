@@ -13,6 +13,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
+from telentir_box.errors import NotFound, UpstreamFailed
 from telentir_box.telephony.models import (
     AddressBody,
     Country,
@@ -21,7 +22,9 @@ from telentir_box.telephony.models import (
     PhoneNumberSearchResult,
     PurchaseBody,
 )
-from telentir_box.telephony.twilio_client import NumberType
+from telentir_box.telephony.quotes import QuoteInvalid, QuoteUsed
+from telentir_box.telephony.twilio_client import NumberType, TwilioNotConfigured, TwilioRejected
+from telentir_box.web.openapi import errors
 
 CountryCode = Annotated[
     str, QueryParameter(pattern="^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 country code")
@@ -50,6 +53,7 @@ class PhoneNumberController(Controller):
         "",
         summary="Buy the number a price quote names; answers its id as a JSON string",
         media_type=MediaType.JSON,
+        responses=errors(QuoteInvalid, NotFound, QuoteUsed, UpstreamFailed, TwilioNotConfigured),
     )
     async def purchase(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[PurchaseBody]
@@ -60,6 +64,7 @@ class PhoneNumberController(Controller):
         "/address",
         summary="Register an address with Twilio; answers its SID as a JSON string",
         media_type=MediaType.JSON,
+        responses=errors(TwilioRejected, UpstreamFailed, TwilioNotConfigured),
     )
     async def save_address(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], data: JSONBody[AddressBody]
@@ -70,11 +75,19 @@ class PhoneNumberController(Controller):
     async def list_providers(self, box: NamedDependency[Box]) -> list[str]:
         return box.phone_numbers.providers()
 
-    @get("/search/{provider:str}/countries", summary="Countries with the number types on offer")
+    @get(
+        "/search/{provider:str}/countries",
+        summary="Countries with the number types on offer",
+        responses=errors(TwilioNotConfigured, UpstreamFailed),
+    )
     async def list_countries(self, box: NamedDependency[Box], provider: FromPath[str]) -> list[Country]:
         return await box.phone_numbers.countries(provider)
 
-    @get("/search/{provider:str}", summary="Numbers for sale, each with its monthly price and a signed quote")
+    @get(
+        "/search/{provider:str}",
+        summary="Numbers for sale, each with its monthly price and a signed quote",
+        responses=errors(TwilioNotConfigured, UpstreamFailed),
+    )
     async def search(
         self,
         box: NamedDependency[Box],
@@ -101,7 +114,11 @@ class PhoneNumberController(Controller):
     ) -> PhoneNumberRecord:
         return await box.phone_numbers.update_number(principal.user_id, number_id, data)
 
-    @delete("/{number_id:str}", summary="Release the number at Twilio and forget it")
+    @delete(
+        "/{number_id:str}",
+        summary="Release the number at Twilio and forget it",
+        responses=errors(TwilioNotConfigured, UpstreamFailed),
+    )
     async def delete_number(
         self, box: NamedDependency[Box], principal: NamedDependency[Principal], number_id: FromPath[str]
     ) -> None:

@@ -14,7 +14,11 @@ from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.crypto.chunk import EncryptedChunk
+from telentir_box.crypto.user_jwt import JwtInvalid
+from telentir_box.errors import UpstreamFailed
+from telentir_box.telephony.elevenlabs import ElevenLabsNotConfigured
 from telentir_box.telephony.personas import Persona, play_persona
+from telentir_box.web.openapi import errors
 
 
 class PlayBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,7 +38,7 @@ class PersonaController(Controller):
     async def list_external(self, box: NamedDependency[Box]) -> list[Persona]:
         return await box.personas.list_personas()
 
-    @get("/{persona_id:str}", summary="One persona of the catalog")
+    @get("/{persona_id:str}", summary="One persona of the catalog", responses=errors(UpstreamFailed))
     async def get_persona(self, box: NamedDependency[Box], persona_id: FromPath[str]) -> Persona:
         return await box.personas.get_persona(persona_id)
 
@@ -42,6 +46,7 @@ class PersonaController(Controller):
         "/{persona_id:str}/play",
         status_code=200,
         summary="A spoken sample of the persona, encrypted for the caller's server that signed `jwt`",
+        responses=errors(JwtInvalid, UpstreamFailed, ElevenLabsNotConfigured),
     )
     async def play(
         self,

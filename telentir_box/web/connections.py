@@ -13,6 +13,7 @@ import msgspec
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from telentir_box.config import ServerConfig
+from telentir_box.errors import AppError, HeadersTooLarge, ServiceUnavailable
 from telentir_box.web.errors import error_body
 
 # After a refusal, what the client is still sending is read and dropped for this long,
@@ -20,6 +21,10 @@ from telentir_box.web.errors import error_body
 LINGER_SECONDS = 2.0
 # uvicorn's own idle time between requests on a kept-alive connection.
 KEEP_ALIVE_SECONDS = 5.0
+
+
+class ServerBusy(ServiceUnavailable):
+    code, default_message = "SERVER_BUSY", "Too many open connections, try again shortly"
 
 
 class HeaderTooLarge(Exception):
@@ -43,8 +48,9 @@ class ConnectionLimits:
         )
 
 
-def _refusal(status: int, code: str, message: str, *headers: bytes) -> bytes:
-    body = msgspec.json.encode(error_body(code, message))
+def _refusal(error: AppError, *headers: bytes) -> bytes:
+    body = msgspec.json.encode(error_body(error.code, error.message))
+    status = error.status
     return b"".join(
         [
             STATUS_LINE[status],
@@ -58,10 +64,8 @@ def _refusal(status: int, code: str, message: str, *headers: bytes) -> bytes:
     )
 
 
-HEADERS_TOO_LARGE = _refusal(431, "REQUEST_HEADER_FIELDS_TOO_LARGE", "Request header too large")
-SERVER_BUSY = _refusal(
-    503, "SERVER_BUSY", "Too many open connections, try again shortly", b"retry-after: 1\r\n"
-)
+HEADERS_TOO_LARGE = _refusal(HeadersTooLarge())
+SERVER_BUSY = _refusal(ServerBusy(), b"retry-after: 1\r\n")
 
 
 class BoxHttpProtocol(HttpToolsProtocol):

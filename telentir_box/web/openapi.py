@@ -37,6 +37,7 @@ from telentir_box.errors import (
     AppError,
     CrossSiteRefused,
     Forbidden,
+    HeadersTooLarge,
     NotFound,
     PayloadTooLarge,
     PhoneVerificationRequired,
@@ -203,7 +204,8 @@ def _access(handler: HTTPRouteHandler) -> Access | None:
 def _shared_errors(
     handler: HTTPRouteHandler, method: str, operation: Operation, access: Access | None
 ) -> list[type[AppError]]:
-    kinds: list[type[AppError]] = list(access.refusals) if access else []
+    # Any request may carry a header block past the connection's limits.
+    kinds: list[type[AppError]] = [*(access.refusals if access else ()), HeadersTooLarge]
     if operation.request_body is not None:
         kinds += [ValidationFailed, PayloadTooLarge, UnsupportedMediaType]
     parameters = operation.parameters or []
