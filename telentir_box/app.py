@@ -23,6 +23,7 @@ from telentir_box.events.routes import event_routes
 from telentir_box.health import health
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
+from telentir_box.telephony.knowledge_routes import knowledge_routes
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
 
@@ -52,6 +53,7 @@ def create_app(config: Config, extra_routes: Sequence[ControllerRouterHandler] =
             *identity_routes,
             *store_routes,
             *connect_routes,
+            *knowledge_routes(config.knowledge),
             *extra_routes,
         ],
     )

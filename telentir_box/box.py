@@ -27,6 +27,8 @@ from telentir_box.events.bus import Bus
 from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
+from telentir_box.telephony.knowledge import Knowledge
+from telentir_box.telephony.link_fetch import LinkFetcher
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -48,6 +50,7 @@ class Box:
     bus: Bus
     tickets: StreamTickets
     credits: Credits
+    knowledge: Knowledge
     clock: Callable[[], datetime] = utc_now
     # Set when the process starts to stop, so long-lived streams can end cleanly.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +89,7 @@ class Box:
             bus=Bus(config.events),
             tickets=StreamTickets(keyring.derive("event-tickets")),
             credits=build_credits(db, config.billing, http),
+            knowledge=Knowledge(db, LinkFetcher(http, config.knowledge), config.knowledge),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish

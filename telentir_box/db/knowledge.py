@@ -1,0 +1,193 @@
+"""Repository for knowledge bases: the bases, their documents, the documents' text
+chunks and the FTS5 index over them. Every query names the owner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telentir_box.db.connection import Connection, Row
+from telentir_box.db.database import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class BaseRow:
+    id: str
+    user_id: str
+    name: str
+    description: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    id: int
+    name: str
+    type: str
+    source: str
+    url: str | None
+    size: int
+    text_bytes: int
+    chunks: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    name: str
+    type: str
+    source: str
+    url: str | None
+    size: int
+    text_bytes: int
+    chunks: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    document_id: int
+    score: float
+    body: str
+
+
+_BASE_COLUMNS = "id, user_id, name, description, created_at, updated_at"
+_DOCUMENT_COLUMNS = "id, name, type, source, url, size, text_bytes, chunks, created_at"
+
+
+def _base(r: Row) -> BaseRow:
+    return BaseRow(r["id"], r["user_id"], r["name"], r["description"], r["created_at"], r["updated_at"])
+
+
+def _document(r: Row) -> DocumentRow:
+    return DocumentRow(
+        r["id"],
+        r["name"],
+        r["type"],
+        r["source"],
+        r["url"],
+        r["size"],
+        r["text_bytes"],
+        r["chunks"],
+        r["created_at"],
+    )
+
+
+async def insert_base(
+    tx: Transaction, *, base_id: str, user_id: str, name: str, description: str | None
+) -> BaseRow:
+    async with tx.conn.execute(
+        "INSERT INTO knowledge_bases (id, user_id, name, description, created_at, updated_at)"
+        f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_BASE_COLUMNS}",
+        (base_id, user_id, name, description, tx.now, tx.now),
+    ) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return _base(row)
+
+
+async def list_bases(conn: Connection, user_id: str) -> list[BaseRow]:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_BASE_COLUMNS} FROM knowledge_bases WHERE user_id = ? ORDER BY created_at, id", (user_id,)
+    )
+    return [_base(r) for r in rows]
+
+
+async def get_base(conn: Connection, user_id: str, base_id: str) -> BaseRow | None:
+    async with conn.execute(
+        f"SELECT {_BASE_COLUMNS} FROM knowledge_bases WHERE id = ? AND user_id = ?", (base_id, user_id)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return _base(row) if row else None
+
+
+async def update_base(
+    tx: Transaction, user_id: str, base_id: str, changes: dict[str, str | None]
+) -> BaseRow | None:
+    """`changes` maps column names (name, description) to their new values."""
+    assignments = ", ".join(f"{column} = ?" for column in changes)
+    async with tx.conn.execute(
+        f"UPDATE knowledge_bases SET {assignments}, updated_at = ? WHERE id = ? AND user_id = ?"
+        f" RETURNING {_BASE_COLUMNS}",
+        (*changes.values(), tx.now, base_id, user_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return _base(row) if row else None
+
+
+async def delete_base(tx: Transaction, user_id: str, base_id: str) -> bool:
+    """Its documents and chunks go by cascade, and the index with them (triggers)."""
+    cursor = await tx.conn.execute(
+        "DELETE FROM knowledge_bases WHERE id = ? AND user_id = ?", (base_id, user_id)
+    )
+    return cursor.rowcount > 0
+
+
+async def list_documents(conn: Connection, base_id: str) -> list[DocumentRow]:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DOCUMENT_COLUMNS} FROM knowledge_documents WHERE knowledge_base_id = ? ORDER BY id",
+        (base_id,),
+    )
+    return [_document(r) for r in rows]
+
+
+async def count_documents(conn: Connection, base_id: str) -> int:
+    async with conn.execute(
+        "SELECT count(*) FROM knowledge_documents WHERE knowledge_base_id = ?", (base_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def text_bytes_of_user(conn: Connection, user_id: str) -> int:
+    async with conn.execute(
+        "SELECT coalesce(sum(text_bytes), 0) FROM knowledge_documents WHERE user_id = ?", (user_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def insert_document(tx: Transaction, user_id: str, base_id: str, document: NewDocument) -> int:
+    cursor = await tx.conn.execute(
+        "INSERT INTO knowledge_documents (knowledge_base_id, user_id, name, type, source, url, size,"
+        " text_bytes, chunks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            base_id,
+            user_id,
+            document.name,
+            document.type,
+            document.source,
+            document.url,
+            document.size,
+            document.text_bytes,
+            len(document.chunks),
+            tx.now,
+        ),
+    )
+    assert cursor.lastrowid is not None
+    document_id = cursor.lastrowid
+    await tx.conn.executemany(
+        "INSERT INTO knowledge_chunks (document_id, knowledge_base_id, body) VALUES (?, ?, ?)",
+        [(document_id, base_id, body) for body in document.chunks],
+    )
+    return document_id
+
+
+async def delete_document(tx: Transaction, user_id: str, base_id: str, document_id: int) -> bool:
+    cursor = await tx.conn.execute(
+        "DELETE FROM knowledge_documents WHERE id = ? AND knowledge_base_id = ? AND user_id = ?",
+        (document_id, base_id, user_id),
+    )
+    return cursor.rowcount > 0
+
+
+async def search_chunks(conn: Connection, base_id: str, match: str, limit: int) -> list[Hit]:
+    """The best `limit` chunks of the base for an FTS5 query, best (lowest bm25) first.
+    `match` must already be a safe FTS5 expression (see telephony/knowledge.py)."""
+    rows = await conn.execute_fetchall(
+        "SELECT c.document_id, bm25(knowledge_chunks_fts) AS score, c.body"
+        " FROM knowledge_chunks_fts JOIN knowledge_chunks AS c ON c.id = knowledge_chunks_fts.rowid"
+        " WHERE knowledge_chunks_fts MATCH ? AND c.knowledge_base_id = ?"
+        " ORDER BY score, c.id LIMIT ?",
+        (match, base_id, limit),
+    )
+    return [Hit(r["document_id"], r["score"], r["body"]) for r in rows]
