@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from telentir_box.db.connection import Connection, Row
 from telentir_box.db.database import Transaction
+from telentir_box.errors import Conflict
 
 
 @dataclass(frozen=True, slots=True)
 class BaseRow:
     id: str
+    number: int
     user_id: str
     name: str
     description: str | None
@@ -50,12 +52,15 @@ class Hit:
     body: str
 
 
-_BASE_COLUMNS = "id, user_id, name, description, created_at, updated_at"
+_BASE_COLUMNS = "id, number, user_id, name, description, created_at, updated_at"
+CHUNK_ID_BITS = 32
 _DOCUMENT_COLUMNS = "id, name, type, source, url, size, text_bytes, chunks, created_at"
 
 
 def _base(r: Row) -> BaseRow:
-    return BaseRow(r["id"], r["user_id"], r["name"], r["description"], r["created_at"], r["updated_at"])
+    return BaseRow(
+        r["id"], r["number"], r["user_id"], r["name"], r["description"], r["created_at"], r["updated_at"]
+    )
 
 
 def _document(r: Row) -> DocumentRow:
@@ -76,8 +81,9 @@ async def insert_base(
     tx: Transaction, *, base_id: str, user_id: str, name: str, description: str | None
 ) -> BaseRow:
     async with tx.conn.execute(
-        "INSERT INTO knowledge_bases (id, user_id, name, description, created_at, updated_at)"
-        f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_BASE_COLUMNS}",
+        "INSERT INTO knowledge_bases (id, number, user_id, name, description, created_at, updated_at)"
+        " VALUES (?, (SELECT coalesce(max(number), 0) + 1 FROM knowledge_bases), ?, ?, ?, ?, ?)"
+        f" RETURNING {_BASE_COLUMNS}",
         (base_id, user_id, name, description, tx.now, tx.now),
     ) as cursor:
         row = await cursor.fetchone()
@@ -146,12 +152,18 @@ async def text_bytes_of_user(conn: Connection, user_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def insert_document(tx: Transaction, user_id: str, base_id: str, document: NewDocument) -> int:
+def chunk_range(base_number: int) -> tuple[int, int]:
+    """The first and last chunk id of a base's block."""
+    first = base_number << CHUNK_ID_BITS
+    return first, first + (1 << CHUNK_ID_BITS) - 1
+
+
+async def insert_document(tx: Transaction, user_id: str, base: BaseRow, document: NewDocument) -> int:
     cursor = await tx.conn.execute(
         "INSERT INTO knowledge_documents (knowledge_base_id, user_id, name, type, source, url, size,"
         " text_bytes, chunks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            base_id,
+            base.id,
             user_id,
             document.name,
             document.type,
@@ -165,9 +177,17 @@ async def insert_document(tx: Transaction, user_id: str, base_id: str, document:
     )
     assert cursor.lastrowid is not None
     document_id = cursor.lastrowid
+    first, last = chunk_range(base.number)
+    async with tx.conn.execute(
+        "SELECT coalesce(max(id) + 1, ?) FROM knowledge_chunks WHERE id BETWEEN ? AND ?", (first, first, last)
+    ) as found:
+        row = await found.fetchone()
+    start = int(row[0]) if row else first
+    if start + len(document.chunks) - 1 > last:
+        raise Conflict("this knowledge base has used up its chunk ids; create a new one")
     await tx.conn.executemany(
-        "INSERT INTO knowledge_chunks (document_id, knowledge_base_id, body) VALUES (?, ?, ?)",
-        [(document_id, base_id, body) for body in document.chunks],
+        "INSERT INTO knowledge_chunks (id, document_id, body) VALUES (?, ?, ?)",
+        [(start + n, document_id, body) for n, body in enumerate(document.chunks)],
     )
     return document_id
 
@@ -180,14 +200,37 @@ async def delete_document(tx: Transaction, user_id: str, base_id: str, document_
     return cursor.rowcount > 0
 
 
-async def search_chunks(conn: Connection, base_id: str, match: str, limit: int) -> list[Hit]:
-    """The best `limit` chunks of the base for an FTS5 query, best (lowest bm25) first.
-    `match` must already be a safe FTS5 expression (see telephony/knowledge.py)."""
+async def indexed_chunk_count(conn: Connection) -> int:
+    """Chunks in the index, all bases together (what bm25 counts documents over)."""
+    async with conn.execute("SELECT coalesce(sum(chunks), 0) FROM knowledge_documents") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def chunks_holding(conn: Connection, terms: list[str]) -> dict[str, int]:
+    """For each of `terms` found in the index, how many chunks hold it."""
+    marks = ", ".join("?" * len(terms))
     rows = await conn.execute_fetchall(
-        "SELECT c.document_id, bm25(knowledge_chunks_fts) AS score, c.body"
-        " FROM knowledge_chunks_fts JOIN knowledge_chunks AS c ON c.id = knowledge_chunks_fts.rowid"
-        " WHERE knowledge_chunks_fts MATCH ? AND c.knowledge_base_id = ?"
-        " ORDER BY score, c.id LIMIT ?",
-        (match, base_id, limit),
+        f"SELECT term, doc FROM knowledge_chunks_terms WHERE term IN ({marks})", terms
+    )
+    return {r["term"]: r["doc"] for r in rows}
+
+
+async def search_chunks(
+    conn: Connection, base_number: int, match: str, limit: int, candidates: int | None = None
+) -> list[Hit]:
+    """The best `limit` chunks of the base for an FTS5 query, best (lowest bm25) first;
+    with `candidates`, the best among the first that many chunks matching. `match` must
+    already be a safe FTS5 expression (see telephony/knowledge.py). The rowid range
+    keeps FTS5 inside the base; bodies are read for the winners only."""
+    first, last = chunk_range(base_number)
+    rows = await conn.execute_fetchall(
+        "SELECT c.document_id, best.score, c.body FROM ("
+        "  SELECT id, score FROM ("
+        "    SELECT rowid AS id, bm25(knowledge_chunks_fts) AS score FROM knowledge_chunks_fts"
+        "    WHERE knowledge_chunks_fts MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?"
+        "  ) ORDER BY score, id LIMIT ?"
+        ") AS best JOIN knowledge_chunks AS c ON c.id = best.id ORDER BY best.score, best.id",
+        (match, first, last, -1 if candidates is None else candidates, limit),
     )
     return [Hit(r["document_id"], r["score"], r["body"]) for r in rows]

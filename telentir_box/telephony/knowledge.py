@@ -25,12 +25,12 @@ from telentir_box.telephony.link_fetch import LinkFetcher
 CHUNK_CHARS = 1000
 CHUNK_OVERLAP = 150
 MAX_QUERY_TERMS = 32
+COMMON_QUERY_CANDIDATES = 1000
 # Extractions are CPU-bound threads; two at a time leave the event loop its core.
 EXTRACTION_THREADS = 2
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _WORD = re.compile(r"\w+")
-_SPACE = re.compile(r"\s+")
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -185,8 +185,8 @@ class Knowledge:
             if len(upload.data) > self.config.max_file_bytes:
                 raise PayloadTooLarge(f"{name} is larger than {self.config.max_file_bytes} bytes")
             kind = detect_type(upload.data, upload.content_type, name)
-            text = await self._extract(upload.data, kind)
-            documents.append(_new_document(name, kind, "file", None, len(upload.data), text))
+            text, chunks = await self._extract(upload.data, kind)
+            documents.append(_new_document(name, kind, "file", None, len(upload.data), text, chunks))
         return await self._store(user_id, base_id, documents)
 
     async def add_links(self, user_id: str, base_id: str, body: LinksBody) -> list[DocumentRef]:
@@ -198,8 +198,8 @@ class Knowledge:
         for url in body.urls:
             fetched = await self.fetcher.fetch(url)
             kind = detect_type(fetched.body, fetched.content_type, PurePosixPath(url.split("?")[0]).name)
-            text = await self._extract(fetched.body, kind)
-            documents.append(_new_document(url, kind, "link", url, len(fetched.body), text))
+            text, chunks = await self._extract(fetched.body, kind)
+            documents.append(_new_document(url, kind, "link", url, len(fetched.body), text, chunks))
         return await self._store(user_id, base_id, documents)
 
     async def delete_document(self, user_id: str, base_id: str, document_id: str) -> None:
@@ -216,12 +216,19 @@ class Knowledge:
     async def search(self, user_id: str, base_id: str, body: SearchBody) -> list[SearchHit]:
         """The base's best chunks for `text`, best first. `distance` is 1 / (1 + r)
         where r = -bm25 >= 0 is FTS5's relevance: in (0, 1], lower is closer."""
-        query = fts_query(body.text)
+        terms = query_terms(body.text)
         async with self.db.reading() as conn:
-            await _owned_base(conn, user_id, base_id)
-            if query is None:
+            base = await _owned_base(conn, user_id, base_id)
+            if not terms:
                 return []
-            hits = await repo.search_chunks(conn, base_id, query, self.config.search_results)
+            rare = await _rare_terms(conn, terms)
+            hits = await repo.search_chunks(
+                conn,
+                base.number,
+                fts_query(rare or terms),
+                self.config.search_results,
+                candidates=None if rare else COMMON_QUERY_CANDIDATES,
+            )
         return [SearchHit(hit.document_id, 1.0 / (1.0 + max(0.0, -hit.score)), hit.body) for hit in hits]
 
     async def _check_base(self, user_id: str, base_id: str) -> None:
@@ -234,9 +241,10 @@ class Knowledge:
         if count > self.config.max_files_per_request:
             raise ValidationFailed(f"at most {self.config.max_files_per_request} {what} per request")
 
-    async def _extract(self, data: bytes, kind: str) -> str:
+    async def _extract(self, data: bytes, kind: str) -> tuple[str, list[str]]:
+        """The document's text and its chunks, worked out in a thread."""
         async with self._extracting:
-            return await asyncio.to_thread(extract_text, data, kind, self.limits)
+            return await asyncio.to_thread(_text_and_chunks, data, kind, self.limits)
 
     async def _store(
         self, user_id: str, base_id: str, documents: list[repo.NewDocument]
@@ -244,7 +252,7 @@ class Knowledge:
         config = self.config
 
         async def write(tx: Transaction) -> list[DocumentRef]:
-            await _owned_base(tx.conn, user_id, base_id)
+            base = await _owned_base(tx.conn, user_id, base_id)
             held = await repo.count_documents(tx.conn, base_id)
             if held + len(documents) > config.max_documents_per_base:
                 raise TooManyDocuments(
@@ -258,19 +266,32 @@ class Knowledge:
                 )
             refs = []
             for document in documents:
-                document_id = await repo.insert_document(tx, user_id, base_id, document)
+                document_id = await repo.insert_document(tx, user_id, base, document)
                 refs.append(DocumentRef(document_id, document.name))
             return refs
 
         return await self.db.write(write)
 
 
-def fts_query(text: str) -> str | None:
-    """The user's words as an FTS5 expression: each word double-quoted (a string, so
-    no FTS syntax in the input has any meaning), any of them matching; None when the
-    text has no words."""
-    terms = list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))[:MAX_QUERY_TERMS]
-    return " OR ".join(f'"{term}"' for term in terms) or None
+def query_terms(text: str) -> list[str]:
+    """The distinct words of the user's text, lower-cased, at most MAX_QUERY_TERMS."""
+    return list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))[:MAX_QUERY_TERMS]
+
+
+def fts_query(terms: list[str]) -> str:
+    """Words as an FTS5 expression: each double-quoted (a string, so no FTS syntax in
+    the input has any meaning; \\w+ words hold no quote), any of them matching."""
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+async def _rare_terms(conn: Connection, terms: list[str]) -> list[str]:
+    """`terms` without those held by more than half of all chunks. bm25 gives such a
+    word next to no weight (FTS5 floors its IDF), yet matching it would score nearly
+    every chunk: leaving it out keeps the ranking and saves the time. A query of only
+    such words ranks the first COMMON_QUERY_CANDIDATES chunks holding them."""
+    total = await repo.indexed_chunk_count(conn)
+    holding = await repo.chunks_holding(conn, terms)
+    return [term for term in terms if holding.get(term, 0) * 2 <= total]
 
 
 def chunk_text(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP) -> list[str]:
@@ -281,11 +302,14 @@ def chunk_text(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP)
     units = [unit for paragraph in _PARAGRAPH.split(text) for unit in _units(paragraph, size)]
     chunks: list[str] = []
     current: list[str] = []
+    length = -1  # of " ".join(current)
     for unit in units:
-        if current and _joined_length(current) + 1 + len(unit) > size:
+        if current and length + 1 + len(unit) > size:
             chunks.append(" ".join(current))
             current = _tail(current, min(overlap, size - len(unit) - 1))
+            length = _joined_length(current)
         current.append(unit)
+        length += 1 + len(unit)
     if current:
         chunks.append(" ".join(current))
     return chunks
@@ -298,7 +322,7 @@ def _joined_length(units: list[str]) -> int:
 def _units(paragraph: str, size: int) -> list[str]:
     units = []
     for sentence in _SENTENCE_END.split(paragraph):
-        sentence = _SPACE.sub(" ", sentence).strip()
+        sentence = " ".join(sentence.split())
         while len(sentence) > size:
             cut = sentence.rfind(" ", 0, size + 1)
             cut = cut if cut > 0 else size
@@ -319,8 +343,13 @@ def _tail(units: list[str], budget: int) -> list[str]:
     return tail
 
 
+def _text_and_chunks(data: bytes, kind: str, limits: ExtractLimits) -> tuple[str, list[str]]:
+    text = extract_text(data, kind, limits)
+    return text, chunk_text(text)
+
+
 def _new_document(
-    name: str, kind: str, source: str, url: str | None, size: int, text: str
+    name: str, kind: str, source: str, url: str | None, size: int, text: str, chunks: list[str]
 ) -> repo.NewDocument:
     return repo.NewDocument(
         name=name,
@@ -329,7 +358,7 @@ def _new_document(
         url=url,
         size=size,
         text_bytes=len(text.encode()),
-        chunks=chunk_text(text),
+        chunks=chunks,
     )
 
 

@@ -1,8 +1,10 @@
 -- Knowledge bases: named sets of documents (uploaded files and fetched links) whose
 -- extracted text is cut into chunks and indexed by SQLite's full-text search (FTS5).
 
+-- number: the base's block of chunk ids (see knowledge_chunks).
 CREATE TABLE knowledge_bases (
     id          TEXT PRIMARY KEY,
+    number      INTEGER NOT NULL UNIQUE CHECK (number > 0),
     user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     name        TEXT NOT NULL,
     description TEXT,
@@ -32,11 +34,12 @@ CREATE INDEX knowledge_documents_by_user ON knowledge_documents (user_id);
 
 -- The chunks themselves; the FTS5 index below reads their text (external content), and
 -- the triggers keep it in step, also when a document or base is deleted by cascade.
+-- A chunk's id is (base number << 32) + its place in the base, so one base's chunks
+-- are one rowid range, which FTS5 restricts a match to without looking at other rows.
 CREATE TABLE knowledge_chunks (
-    id                INTEGER PRIMARY KEY,
-    document_id       INTEGER NOT NULL REFERENCES knowledge_documents (id) ON DELETE CASCADE,
-    knowledge_base_id TEXT NOT NULL,
-    body              TEXT NOT NULL
+    id          INTEGER PRIMARY KEY,
+    document_id INTEGER NOT NULL REFERENCES knowledge_documents (id) ON DELETE CASCADE,
+    body        TEXT NOT NULL
 ) STRICT;
 CREATE INDEX knowledge_chunks_by_document ON knowledge_chunks (document_id);
 
@@ -55,3 +58,6 @@ CREATE TRIGGER knowledge_chunks_unindexed AFTER DELETE ON knowledge_chunks
 BEGIN
     INSERT INTO knowledge_chunks_fts (knowledge_chunks_fts, rowid, body) VALUES ('delete', old.id, old.body);
 END;
+
+-- How many chunks hold each indexed term: search leaves out words too common to rank.
+CREATE VIRTUAL TABLE knowledge_chunks_terms USING fts5vocab (knowledge_chunks_fts, row);
