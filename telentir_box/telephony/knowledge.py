@@ -9,7 +9,6 @@ import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated
 
 import msgspec
 
@@ -20,6 +19,17 @@ from telentir_box.db.database import Database, Transaction
 from telentir_box.errors import AppError, NotFound, PayloadTooLarge, ValidationFailed
 from telentir_box.ids import is_valid_id, new_id
 from telentir_box.telephony.extract import ExtractLimits, detect_type, extract_text
+from telentir_box.telephony.knowledge_models import (
+    DocumentRef,
+    KnowledgeBase,
+    KnowledgeBaseCreate,
+    KnowledgeBaseDetail,
+    KnowledgeBasePatch,
+    KnowledgeDocument,
+    LinksBody,
+    SearchBody,
+    SearchHit,
+)
 from telentir_box.telephony.link_fetch import LinkFetcher
 
 CHUNK_CHARS = 1000
@@ -31,69 +41,6 @@ EXTRACTION_THREADS = 2
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _WORD = re.compile(r"\w+")
-
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Description = Annotated[str, msgspec.Meta(max_length=2000)]
-Link = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
-
-
-class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
-
-
-class KnowledgeBaseCreate(_Body):
-    name: Name
-    description: Description | None = None
-
-
-class KnowledgeBasePatch(_Body):
-    """Only the fields present change; `description: null` clears it."""
-
-    name: Name | msgspec.UnsetType = msgspec.UNSET
-    description: Description | msgspec.UnsetType | None = msgspec.UNSET
-
-
-class LinksBody(_Body):
-    urls: Annotated[list[Link], msgspec.Meta(min_length=1, max_length=100)]
-
-
-class SearchBody(_Body):
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-
-
-class KnowledgeBase(msgspec.Struct, kw_only=True):
-    id: str
-    user_id: str
-    name: str
-    description: str | None
-    created_at: str
-    updated_at: str
-
-
-class KnowledgeDocument(msgspec.Struct, kw_only=True):
-    id: int
-    name: str
-    type: str
-    source: str
-    url: str | None
-    size: int
-    chunks: int
-    created_at: str
-
-
-class KnowledgeBaseDetail(KnowledgeBase, kw_only=True):
-    documents: list[KnowledgeDocument]
-
-
-class DocumentRef(msgspec.Struct):
-    id: int
-    name: str
-
-
-class SearchHit(msgspec.Struct):
-    document: int
-    distance: float
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +131,7 @@ class Knowledge:
             name = _file_name(upload.name)
             if len(upload.data) > self.config.max_file_bytes:
                 raise PayloadTooLarge(f"{name} is larger than {self.config.max_file_bytes} bytes")
-            kind = detect_type(upload.data, upload.content_type, name)
-            text, chunks = await self._extract(upload.data, kind)
+            kind, text, chunks = await self._extract(upload.data, upload.content_type, name)
             documents.append(_new_document(name, kind, "file", None, len(upload.data), text, chunks))
         return await self._store(user_id, base_id, documents)
 
@@ -197,8 +143,8 @@ class Knowledge:
         documents = []
         for url in body.urls:
             fetched = await self.fetcher.fetch(url)
-            kind = detect_type(fetched.body, fetched.content_type, PurePosixPath(url.split("?")[0]).name)
-            text, chunks = await self._extract(fetched.body, kind)
+            name = PurePosixPath(url.split("?")[0]).name
+            kind, text, chunks = await self._extract(fetched.body, fetched.content_type, name)
             documents.append(_new_document(url, kind, "link", url, len(fetched.body), text, chunks))
         return await self._store(user_id, base_id, documents)
 
@@ -241,10 +187,10 @@ class Knowledge:
         if count > self.config.max_files_per_request:
             raise ValidationFailed(f"at most {self.config.max_files_per_request} {what} per request")
 
-    async def _extract(self, data: bytes, kind: str) -> tuple[str, list[str]]:
-        """The document's text and its chunks, worked out in a thread."""
+    async def _extract(self, data: bytes, content_type: str | None, name: str) -> tuple[str, str, list[str]]:
+        """The document's type, text and chunks, worked out in a thread."""
         async with self._extracting:
-            return await asyncio.to_thread(_text_and_chunks, data, kind, self.limits)
+            return await asyncio.to_thread(_read_document, data, content_type, name, self.limits)
 
     async def _store(
         self, user_id: str, base_id: str, documents: list[repo.NewDocument]
@@ -343,9 +289,12 @@ def _tail(units: list[str], budget: int) -> list[str]:
     return tail
 
 
-def _text_and_chunks(data: bytes, kind: str, limits: ExtractLimits) -> tuple[str, list[str]]:
+def _read_document(
+    data: bytes, content_type: str | None, name: str, limits: ExtractLimits
+) -> tuple[str, str, list[str]]:
+    kind = detect_type(data, content_type, name)
     text = extract_text(data, kind, limits)
-    return text, chunk_text(text)
+    return kind, text, chunk_text(text)
 
 
 def _new_document(

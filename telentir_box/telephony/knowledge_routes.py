@@ -24,7 +24,8 @@ from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.config import KnowledgeConfig
 from telentir_box.errors import AppError, ValidationFailed
-from telentir_box.telephony.knowledge import (
+from telentir_box.telephony.knowledge import Upload
+from telentir_box.telephony.knowledge_models import (
     DocumentRef,
     KnowledgeBase,
     KnowledgeBaseCreate,
@@ -33,7 +34,6 @@ from telentir_box.telephony.knowledge import (
     LinksBody,
     SearchBody,
     SearchHit,
-    Upload,
 )
 
 # Room for the multipart framing (boundaries and part headers) around the files.
