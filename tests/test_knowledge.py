@@ -456,6 +456,10 @@ def test_knowledge_upload_bounds_size_pages_bombs_counts_and_quota(
     assert_error(alice.upload(base_id, ("entity.docx", entity, DOCX_TYPE)), 400, "VALIDATION_ERROR")
     long_pdf = make_pdf([f"page {n}" for n in range(4)])
     assert_error(alice.upload(base_id, ("long.pdf", long_pdf, "application/pdf")), 413, "PAYLOAD_TOO_LARGE")
+    # Past the route's body limit (4 files of MAX_FILE and the framing): refused unread.
+    assert_error(
+        alice.upload(base_id, ("huge.txt", b"a" * (6 * MAX_FILE), "text/plain")), 413, "PAYLOAD_TOO_LARGE"
+    )
     five = [(f"{n}.txt", b"text", "text/plain") for n in range(5)]
     assert_error(alice.upload(base_id, *five), 400, "VALIDATION_ERROR")
     assert_error(alice.call("POST", f"{KB}/{base_id}", json={"files": []}), 415, "UNSUPPORTED_MEDIA_TYPE")

@@ -9,6 +9,7 @@ a member past its declared size), and every document by the text it yields."""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -46,6 +47,7 @@ _EXTENSIONS = {
     ".docx": "docx",
 }
 _DOCX_BODY = "word/document.xml"
+_DOCX_XML = re.compile(r"word/[^/]+\.xml")
 _HTML_NOISE = "script, style, noscript, template, svg, head, nav, footer"
 
 

@@ -143,8 +143,7 @@ class Knowledge:
         documents = []
         for url in body.urls:
             fetched = await self.fetcher.fetch(url)
-            name = PurePosixPath(url.split("?")[0]).name
-            kind, text, chunks = await self._extract(fetched.body, fetched.content_type, name)
+            kind, text, chunks = await self._extract(fetched.body, fetched.content_type, fetched.name)
             documents.append(_new_document(url, kind, "link", url, len(fetched.body), text, chunks))
         return await self._store(user_id, base_id, documents)
 

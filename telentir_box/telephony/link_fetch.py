@@ -15,6 +15,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import httpx
 
@@ -43,6 +44,7 @@ class LinkFailed(AppError):
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
+    name: str  # the last path segment of the URL that answered, for its extension
     content_type: str | None
     body: bytes
 
@@ -91,12 +93,13 @@ class LinkFetcher:
 
     async def vet(self, url: httpx.URL) -> str:
         """The address to connect to for `url`; refused if any address of its host is."""
-        addresses = await self.resolve(url.host, url.port or _default_port(url))
+        host = _ascii_host(url)
+        addresses = await self.resolve(host, url.port or _default_port(url))
         if not addresses:
-            raise LinkFailed(f"the host {url.host} was not found")
+            raise LinkFailed(f"the host {host} was not found")
         for address in addresses:
             if not self.address_allowed(ipaddress.ip_address(address)):
-                raise LinkRefused(f"{url.host} resolves to {address}, which the box may not fetch")
+                raise LinkRefused(f"{host} resolves to {address}, which the box may not fetch")
         return addresses[0]
 
     def address_allowed(self, ip: IPAddress) -> bool:
@@ -112,7 +115,7 @@ class LinkFetcher:
 
     async def _get(self, url: httpx.URL, address: str) -> tuple[str, Fetched | None]:
         """One hop: (the redirect's Location, None) or ("", the answer)."""
-        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        extensions = {"sni_hostname": _ascii_host(url)} if url.scheme == "https" else {}
         request = self.http.build_request(
             "GET",
             url.copy_with(host=address),
@@ -128,7 +131,8 @@ class LinkFetcher:
             if response.headers.get("content-encoding", "identity").lower() != "identity":
                 # Decoding happens in chunks the size cap cannot bound (a gzip bomb).
                 raise LinkFailed(f"{url} answered with a compressed body; the box fetches identity only")
-            return "", Fetched(response.headers.get("content-type"), await self._read_capped(response, url))
+            body = await self._read_capped(response, url)
+            return "", Fetched(PurePosixPath(url.path).name, response.headers.get("content-type"), body)
         finally:
             await response.aclose()
 
@@ -161,8 +165,14 @@ def _default_port(url: httpx.URL) -> int:
     return 443 if url.scheme == "https" else 80
 
 
+def _ascii_host(url: httpx.URL) -> str:
+    """The host as DNS and TLS know it (an international name in its IDNA form)."""
+    return url.raw_host.decode("ascii")
+
+
 def _host_header(url: httpx.URL) -> str:
-    host = f"[{url.host}]" if ":" in url.host else url.host
+    host = _ascii_host(url)
+    host = f"[{host}]" if ":" in host else host
     return host if url.port is None else f"{host}:{url.port}"
 
 
