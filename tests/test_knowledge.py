@@ -387,6 +387,10 @@ def test_knowledge_search_reads_fts_syntax_as_words(alice: User) -> None:
     ]:
         response = alice.call("POST", f"{KB}/{base_id}/search", json={"text": text})
         assert response.status_code == 200, (text, response.text)
+    assert (
+        alice.upload(base_id, ("b.txt", "Le café crème est servi.".encode(), "text/plain")).status_code == 201
+    )
+    assert "crème" in alice.ok("POST", f"{KB}/{base_id}/search", json={"text": "CAFE"})[0]["text"]
     assert alice.ok("POST", f"{KB}/{base_id}/search", json={"text": '"?!'}) == []
     assert alice.ok("POST", f"{KB}/{base_id}/search", json={"text": "zebra"}) == []
 
