@@ -121,11 +121,16 @@ async def update_base(
 
 
 async def delete_base(tx: Transaction, user_id: str, base_id: str) -> bool:
-    """Its documents and chunks go by cascade, and the index with them (triggers)."""
-    cursor = await tx.conn.execute(
-        "DELETE FROM knowledge_bases WHERE id = ? AND user_id = ?", (base_id, user_id)
+    """Its chunks go first, in a thread (unindexing thousands of them takes a while:
+    the cascade would run it on the event loop); its documents then go by cascade."""
+    base = await get_base(tx.conn, user_id, base_id)
+    if base is None:
+        return False
+    await tx.conn.executemany(
+        "DELETE FROM knowledge_chunks WHERE id BETWEEN ? AND ?", [chunk_range(base.number)]
     )
-    return cursor.rowcount > 0
+    await tx.conn.execute("DELETE FROM knowledge_bases WHERE id = ?", (base_id,))
+    return True
 
 
 async def list_documents(conn: Connection, base_id: str) -> list[DocumentRow]:
@@ -193,11 +198,16 @@ async def insert_document(tx: Transaction, user_id: str, base: BaseRow, document
 
 
 async def delete_document(tx: Transaction, user_id: str, base_id: str, document_id: int) -> bool:
-    cursor = await tx.conn.execute(
-        "DELETE FROM knowledge_documents WHERE id = ? AND knowledge_base_id = ? AND user_id = ?",
+    """Its chunks go first, in a thread, as for a base."""
+    async with tx.conn.execute(
+        "SELECT 1 FROM knowledge_documents WHERE id = ? AND knowledge_base_id = ? AND user_id = ?",
         (document_id, base_id, user_id),
-    )
-    return cursor.rowcount > 0
+    ) as cursor:
+        if await cursor.fetchone() is None:
+            return False
+    await tx.conn.executemany("DELETE FROM knowledge_chunks WHERE document_id = ?", [(document_id,)])
+    await tx.conn.execute("DELETE FROM knowledge_documents WHERE id = ?", (document_id,))
+    return True
 
 
 async def indexed_chunk_count(conn: Connection) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -23,7 +22,6 @@ from telentir_box.config import KnowledgeConfig
 from telentir_box.errors import AppError, PayloadTooLarge, ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # Allowed only when named in `allowed_networks`, whatever allow_private_links says.
 METADATA_ADDRESSES = frozenset(
@@ -60,12 +58,9 @@ async def resolve_host(host: str, port: int) -> list[str]:
 
 
 class LinkFetcher:
-    def __init__(
-        self, http: httpx.AsyncClient, config: KnowledgeConfig, resolve: Resolver = resolve_host
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, config: KnowledgeConfig) -> None:
         self.http = http
         self.config = config
-        self.resolve = resolve
         self.allowed_networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_networks]
 
     async def fetch(self, url: str) -> Fetched:
@@ -94,7 +89,7 @@ class LinkFetcher:
     async def vet(self, url: httpx.URL) -> str:
         """The address to connect to for `url`; refused if any address of its host is."""
         host = _ascii_host(url)
-        addresses = await self.resolve(host, url.port or _default_port(url))
+        addresses = await resolve_host(host, url.port or _default_port(url))
         if not addresses:
             raise LinkFailed(f"the host {host} was not found")
         for address in addresses:
