@@ -7,8 +7,10 @@ rules is an allow-list naming 127.0.0.2, where the page server runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
+import sqlite3
 import threading
 import time
 import zipfile
@@ -23,6 +25,7 @@ from pypdf import PdfWriter
 from pypdf.generic import DictionaryObject, NameObject, StreamObject
 
 from telentir_box.config import KnowledgeConfig
+from telentir_box.datadir import DATABASE_FILE
 from telentir_box.telephony.extract import detect_type
 from telentir_box.telephony.knowledge import chunk_text, fts_query, query_terms
 from telentir_box.telephony.link_fetch import LinkFailed, LinkFetcher, LinkRefused
@@ -393,6 +396,32 @@ def test_knowledge_search_reads_fts_syntax_as_words(alice: User) -> None:
     assert "crème" in alice.ok("POST", f"{KB}/{base_id}/search", json={"text": "CAFE"})[0]["text"]
     assert alice.ok("POST", f"{KB}/{base_id}/search", json={"text": '"?!'}) == []
     assert alice.ok("POST", f"{KB}/{base_id}/search", json={"text": "zebra"}) == []
+
+
+def indexed(box_env: dict[str, str], word: str) -> tuple[int, int]:
+    """(chunks in the index holding `word`, chunk rows in all), read from the database."""
+    path = Path(box_env["TELENTIR_BOX_DATA__DIR"]) / DATABASE_FILE
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        (hits,) = conn.execute(
+            "SELECT count(*) FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ?", (f'"{word}"',)
+        ).fetchone()
+        (rows,) = conn.execute("SELECT count(*) FROM knowledge_chunks").fetchone()
+    return hits, rows
+
+
+def test_knowledge_deletes_take_chunks_out_of_the_index(alice: User, box_env: dict[str, str]) -> None:
+    base_id = alice.new_base()
+    text = " ".join(["Zanzibarish facts stay here."] * 200).encode()  # several chunks
+    _, rows_before = indexed(box_env, "zanzibarish")
+    refs = alice.upload(
+        base_id, ("a.txt", text, "text/plain"), ("b.txt", b"Zanzibarish once.", "text/plain")
+    ).json()
+    hits, rows = indexed(box_env, "zanzibarish")
+    assert hits == rows - rows_before > 2
+    assert alice.call("DELETE", f"{KB}/{base_id}/{refs[0]['id']}").status_code == 204
+    assert indexed(box_env, "zanzibarish") == (1, rows_before + 1)
+    assert alice.call("DELETE", f"{KB}/{base_id}").status_code == 204
+    assert indexed(box_env, "zanzibarish") == (0, rows_before)
 
 
 def test_knowledge_document_delete_takes_it_out_of_search(alice: User) -> None:
