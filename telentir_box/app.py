@@ -23,6 +23,7 @@ from telentir_box.health import health
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
 from telentir_box.telephony.inbound_routes import inbound_configuration_routes
+from telentir_box.telephony.knowledge_routes import knowledge_routes
 from telentir_box.telephony.number_routes import phone_number_routes
 from telentir_box.telephony.persona_routes import persona_routes
 from telentir_box.web import openapi
@@ -69,6 +70,7 @@ def create_app(
             *phone_number_routes,
             *inbound_configuration_routes,
             *persona_routes,
+            *knowledge_routes(config.knowledge),
             *extra_routes,
         ],
     )

@@ -30,6 +30,8 @@ from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
 from telentir_box.store.keygen import KeyGenerator
 from telentir_box.telephony.elevenlabs import ElevenLabs
+from telentir_box.telephony.knowledge import Knowledge
+from telentir_box.telephony.link_fetch import LinkFetcher
 from telentir_box.telephony.numbers import PhoneNumbers
 from telentir_box.telephony.openai_tts import OpenAI
 from telentir_box.telephony.personas import PersonaCatalog
@@ -59,6 +61,7 @@ class Box:
     keygen: KeyGenerator
     phone_numbers: PhoneNumbers
     personas: PersonaCatalog
+    knowledge: Knowledge
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -105,6 +108,7 @@ class Box:
                 OpenAI(config.openai, http),
                 config.personas.cache_seconds,
             ),
+            knowledge=Knowledge(db, LinkFetcher(http, config.knowledge), config.knowledge),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish

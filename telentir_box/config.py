@@ -275,6 +275,45 @@ class PersonasConfig(_Section):
             raise ValueError("cache_seconds must be between 0 and 86400")
 
 
+class KnowledgeConfig(_Section):
+    max_file_bytes: int = 10_485_760
+    max_files_per_request: int = 10
+    max_documents_per_base: int = 1000
+    max_bytes_per_user: int = 104_857_600
+    max_text_bytes: int = 20_971_520
+    max_pdf_pages: int = 2000
+    search_results: int = 5
+    link_timeout_seconds: float = 15.0
+    link_max_bytes: int = 5_242_880
+    link_max_redirects: int = 5
+    allow_private_links: bool = False
+    allowed_networks: list[str] = []
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_bytes", "max_text_bytes", "link_max_bytes", "max_bytes_per_user"):
+            if not 1024 <= getattr(self, name) <= 1 << 40:
+                raise ValueError(f"{name} must be between 1024 and 2**40")
+        if not 1 <= self.max_files_per_request <= 100:
+            raise ValueError("max_files_per_request must be between 1 and 100")
+        if not 1 <= self.max_documents_per_base <= 1_000_000:
+            raise ValueError("max_documents_per_base must be between 1 and 1000000")
+        if not 1 <= self.max_pdf_pages <= 100_000:
+            raise ValueError("max_pdf_pages must be between 1 and 100000")
+        if not 1 <= self.search_results <= 100:
+            raise ValueError("search_results must be between 1 and 100")
+        if not 0.1 <= self.link_timeout_seconds <= 300:
+            raise ValueError("link_timeout_seconds must be between 0.1 and 300")
+        if not 0 <= self.link_max_redirects <= 20:
+            raise ValueError("link_max_redirects must be between 0 and 20")
+        for network in self.allowed_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"allowed_networks entries must be networks such as 10.1.2.0/24, not {network!r}"
+                ) from None
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
@@ -290,6 +329,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     elevenlabs: ElevenLabsConfig = msgspec.field(default_factory=ElevenLabsConfig)
     openai: OpenAIConfig = msgspec.field(default_factory=OpenAIConfig)
     personas: PersonasConfig = msgspec.field(default_factory=PersonasConfig)
+    knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
 
     def __post_init__(self) -> None:
         # Every event stream holds a connection, so the cap on connections must carry them.

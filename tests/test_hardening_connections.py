@@ -138,6 +138,20 @@ def test_url_past_the_block_limit_is_refused_with_431(server: LiveServer) -> Non
     assert answer.startswith(b"HTTP/1.1 431")
 
 
+def test_whole_requests_with_large_bodies_in_one_write_are_not_taken_for_headers(server: LiveServer) -> None:
+    # Two requests, each with a body past the header block limit, in one write: only
+    # the bytes of a header block still open count against its limit.
+    body = b'{"email": "' + b"a" * 70 * 1024 + b'", "password": "x"}'
+    request = (
+        b"POST /api/auth/login HTTP/1.1\r\nHost: box\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    with connect(server) as sock:
+        sock.sendall(request + request)
+        answers = [read_response(sock), read_response(sock)]
+    assert [answer.split(b" ", 2)[1] for answer in answers] == [b"400", b"400"]
+
+
 def test_refused_tokens_leave_no_memory_behind(proxied_server: LiveServer) -> None:
     assert proxied_server.process is not None
     pid = proxied_server.process.pid

@@ -3,7 +3,6 @@ and inbound configurations. Every query names the owner."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,16 +166,9 @@ async def address_exists(conn: Connection, user_id: str, sid: str) -> bool:
 
 
 async def knowledge_base_exists(conn: Connection, user_id: str, kb_id: str) -> bool:
-    try:
-        rows = await conn.execute_fetchall(
-            "SELECT 1 FROM knowledge_bases WHERE id = ? AND user_id = ?", (kb_id, user_id)
-        )
-    except sqlite3.OperationalError as exc:
-        # The knowledge_bases table comes with the knowledge-base migration; a schema
-        # without it has no knowledge base to name.
-        if "no such table" in str(exc):
-            return False
-        raise
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM knowledge_bases WHERE id = ? AND user_id = ?", (kb_id, user_id)
+    )
     return bool(rows)
 
 

@@ -85,6 +85,7 @@ class BoxHttpProtocol(HttpToolsProtocol):
         self._unparsed_header_bytes = 0  # whole chunks fed while a header block was open
         self._header_block_bytes = 0  # the URL and the header fields parsed so far
         self._refused = False
+        self._headers_completed = 0  # counts request headers parsed on this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -102,6 +103,7 @@ class BoxHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         reading_header = self._reading_header
+        headers_before = self._headers_completed
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -119,8 +121,9 @@ class BoxHttpProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if reading_header and self._reading_header:
-            # The whole chunk belongs to a header block that is still open.
+        if reading_header and self._headers_completed == headers_before:
+            # The whole chunk belongs to a header block that is still open (a chunk that
+            # completed a header may hold whole requests, bodies included).
             self._unparsed_header_bytes += len(data)
             if self._unparsed_header_bytes > self._max_block_bytes:
                 self._refuse_header()
@@ -141,6 +144,7 @@ class BoxHttpProtocol(HttpToolsProtocol):
             raise HeaderTooLarge
         self._unset_keepalive_if_required()
         self._reading_header = False
+        self._headers_completed += 1
         self._unparsed_header_bytes = self._header_block_bytes = 0
         super().on_headers_complete()
 

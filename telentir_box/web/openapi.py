@@ -89,7 +89,9 @@ class Access(msgspec.Struct, frozen=True):
 _SESSION = (Unauthorized, TwoFactorRequired)
 # By the guard's qualified name: a guard missing here stops the app at start, so a new
 # guard cannot leave its routes undocumented.
-FIRST_PARTY_GUARD = "requires_first_party.<locals>.guard"
+# Guards that check a request's body type, not who calls: their refusals (403 from a
+# foreign origin, 415) are listed by _shared_errors.
+BODY_GUARDS = {"requires_first_party.<locals>.guard", "requires_multipart"}
 GUARD_ACCESS = {
     "requires_auth": Access((BEARER, COOKIE), _SESSION),
     "requires_object_auth": Access((BEARER, COOKIE), (*_SESSION, PhoneVerificationRequired)),
@@ -114,6 +116,7 @@ TAGS = [
     Tag(name="connect", description="Connector ingestion and lead credits"),
     Tag(name="phone numbers", description="Numbers bought through Twilio, with signed price quotes"),
     Tag(name="inbound configurations", description="What answers a call to each number"),
+    Tag(name="knowledge bases", description="Documents and links, their text extracted and searchable"),
     Tag(name="personas", description="The voices an agent can speak with, and spoken previews"),
     Tag(name="system", description="Health"),
 ]
@@ -193,8 +196,8 @@ def _access(handler: HTTPRouteHandler) -> Access | None:
     accesses = []
     for guard in handler.resolve_guards():
         name = getattr(guard, "__qualname__", repr(guard))
-        if name == FIRST_PARTY_GUARD:
-            continue  # app-wide; its refusals are listed by _shared_errors
+        if name in BODY_GUARDS:
+            continue
         if name not in GUARD_ACCESS:
             raise RuntimeError(f"guard {name} of {handler} is not described in web/openapi.py GUARD_ACCESS")
         accesses.append(GUARD_ACCESS[name])
