@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from telentir_box.app import create_app
 from telentir_box.billing.state import CallCover, CallEnded
-from telentir_box.config import load_config
+from telentir_box.config import ConfigError, load_config
 from telentir_box.connect.credits import record_leads_stored
 from telentir_box.db.billing import ChargeRow
 from telentir_box.errors import InsufficientCredits
@@ -412,3 +412,33 @@ def test_billing_admin_set_plan_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert '"plan": "starter"' in done.stdout
     assert '"plan": null' in admin("set-plan", "boss@example.com", "none").stdout
+
+
+def test_billing_topup_from_a_signed_in_browser_needs_no_body_or_type(
+    app: TestClient, users: dict[str, dict[str, str]], stripe_fake: FakeStripeBilling
+) -> None:
+    """The 415 rule reads only routes that take a JSON body: the bodiless top-up passes
+    it, from a cookie session as from a Bearer; the origin rule still applies."""
+    app.cookies.clear()
+    signed_in = app.post(
+        "/api/auth/login", json={"email": "admin@example.com", "password": "correct horse battery"}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    token = signed_in.json()["token"]
+    app.cookies.clear()
+    cookie = {"cookie": f"token={token}", "content-length": "0"}
+    sessions = len(stripe_fake.posts("/v1/checkout/sessions"))
+    refused = app.post("/api/credits/add", headers=cookie)
+    assert (refused.status_code, refused.json()["code"]) == (403, "CSRF_REJECTED")
+    allowed = app.post("/api/credits/add", headers={**cookie, "origin": DASHBOARD})
+    assert allowed.status_code == 200, allowed.text
+    assert "content-type" not in {k.lower() for k in allowed.request.headers}
+    assert len(stripe_fake.posts("/v1/checkout/sessions")) == sessions + 1
+
+
+def test_billing_catalog_keys_are_the_clients(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(PLAN.format(key="platinum", name="Platinum"))
+    with pytest.raises(ConfigError, match="platinum"):
+        load_config(str(path), environ={})
+    assert set(load_config(environ={}).billing.plans) == {"starter", "pro", "growth", "agency"}

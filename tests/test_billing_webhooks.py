@@ -276,7 +276,8 @@ async def test_billing_books_balance_with_calls_after_random_sequences(books: Bo
             consumed = await credits_repo.sum_entries(conn, "consume", "prepaid")
             charges = [await repo.get_charge(conn, call_id) for call_id in calls]
             call_entries = await conn.execute_fetchall(
-                "SELECT note, kind, amount FROM credit_ledger WHERE reservation_id IS NULL AND kind != 'grant'"
+                "SELECT note, kind, amount FROM credit_ledger"
+                " WHERE reservation_id IS NULL AND kind != 'grant'"
             )
             period, allowance = await books.billing.lead_terms(conn)
             used = await credits_repo.allowance_held(conn, period)

@@ -142,6 +142,11 @@ async def add_credits(
     tags=TAGS,
     status_code=200,
     summary="Stripe events (signed with Stripe-Signature; 400 WEBHOOK_REJECTED when the signature fails)",
+    description=(
+        "Stripe's raw event JSON, verified against [billing] stripe_webhook_secret over the exact bytes"
+        " received. Each event is applied once: `applied` is false for one seen before. 503"
+        " STRIPE_WEBHOOK_NOT_CONFIGURED while the secret is unset."
+    ),
 )
 async def stripe_webhook(request: Request[Any, Any, Any], box: NamedDependency[Box]) -> WebhookReceipt:
     # The raw body, never re-encoded JSON: the signature covers the exact bytes.
