@@ -342,6 +342,8 @@ def test_billing_subscribed_team_upgrades_through_the_portal(
 ) -> None:
     owner = bearer(users["owner"])
     assert app.post("/api/billing/plan", json={"plan": "pro"}, headers=owner).status_code == 409
+    same = app.post("/api/billing/plan", json={"plan": "starter", "mode": "upgrade"}, headers=owner)
+    assert (same.status_code, same.json()["code"]) == (409, "CONFLICT")
     upgraded = app.post("/api/billing/plan", json={"plan": "pro", "mode": "upgrade"}, headers=owner)
     assert upgraded.status_code == 200, upgraded.text
     flow = stripe_fake.posts("/v1/billing_portal/sessions")[-1].form()

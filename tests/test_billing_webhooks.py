@@ -223,7 +223,7 @@ async def test_billing_stripe_held_balance_call_debit_survives_failure_and_resta
             await books.billing.push_call_charges()
         stripe_fake.down = False
         # The pending debit already counts against what calls and leads may spend.
-        assert await db.read(books.billing.available_credits) == 96
+        assert await books.billing.available_credits() == 96
         # A new process (the crash between the call's end and its debit) pushes it once.
         restarted = Books(db, config, StripeBilling(config, http))
         assert await restarted.billing.push_call_charges() == 1

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import stripe
 
-from telentir_box.billing.plans import require_plan
+from telentir_box.billing.plans import ENDED, require_plan
 from telentir_box.config import BillingConfig, PlanConfig
 from telentir_box.connect.stripe_billing import STRIPE_RETRIES, _BoxHTTPClient
 from telentir_box.db import billing as repo
@@ -174,7 +174,9 @@ class CheckoutService:
             raise StripePriceNotConfigured(f"Set [billing.plans.{plan_key}] stripe_price to sell this plan")
         customer = await self._customer(email, user_id)
         account = await self.db.read(repo.get_account)
-        subscribed = bool(account.stripe_subscription_id) and account.status not in ("none", "canceled")
+        subscribed = bool(account.stripe_subscription_id) and account.status not in ENDED | {"none"}
+        if subscribed and plan_key == account.plan_key:
+            raise Conflict(f"The team is already on the {plan_key} plan")
         if subscribed and upgrade:
             return await client.upgrade_portal(
                 customer, account.stripe_subscription_id, plan.stripe_price, back

@@ -13,6 +13,8 @@ from telentir_box.errors import ValidationFailed
 PlanKey = Literal["starter", "pro", "growth", "agency"]
 # Stripe subscription states in which the plan's allowances apply.
 ENTITLED = frozenset({"active", "trialing"})
+# States after which a subscription gives no plan and can be replaced by a new one.
+ENDED = frozenset({"canceled", "incomplete_expired"})
 
 
 class Plan(msgspec.Struct, kw_only=True):

@@ -139,6 +139,7 @@ class Billing:
         self.credits = credits
         self.stripe = stripe
         self.clock = clock
+        # Lead credits follow the plan: its period and its included leads.
         credits.terms = self.lead_terms
         # One Stripe debit push at a time: the periodic sweep and the one after a call.
         self._pushing = asyncio.Lock()
@@ -193,12 +194,16 @@ class Billing:
         status = "active" if key is not None else "none"
         await self.db.write(lambda tx: repo.update_account(tx, plan_key=key, status=status))
 
-    async def available_credits(self, conn: Connection) -> int:
+    async def available_credits(self) -> int:
         """Prepaid credits calls may spend: the ledger's, or Stripe's less what is
         reserved or charged but not yet debited there."""
+        async with self.db.reading() as conn:
+            local = await credits_repo.prepaid_balance(conn)
+            awaiting = await credits_repo.prepaid_awaiting_stripe(conn) + await repo.credits_awaiting_stripe(
+                conn
+            )
         if self.credits.stripe is None:
-            return max(0, await credits_repo.prepaid_balance(conn))
-        awaiting = await credits_repo.prepaid_awaiting_stripe(conn) + await repo.credits_awaiting_stripe(conn)
+            return max(0, local)
         return max(0, await self.credits.prepaid_balance() - awaiting)
 
     async def authorize_call(self, user_id: str, direction: Direction) -> CallCover:
@@ -207,17 +212,12 @@ class Billing:
         async with self.db.reading() as conn:
             account = await repo.get_account(conn)
             usage = await repo.team_usage(conn, period_of(account, self.clock()))
-            plan = entitled_plan(self.billing, account)
-            if (
-                plan is not None
-                and usage.seconds_inbound + usage.seconds_outbound < plan.included_minutes * 60
-            ):
-                return CallCover("plan")
-            first_minute = call_cost(plan, usage, direction, 60, self.billing.payg_usd_per_minute)
-            if await self.available_credits(conn) * self.billing.lead_price_cents >= max(
-                1, first_minute.cents
-            ):
-                return CallCover("balance")
+        plan = entitled_plan(self.billing, account)
+        if plan is not None and usage.seconds_inbound + usage.seconds_outbound < plan.included_minutes * 60:
+            return CallCover("plan")
+        first_minute = call_cost(plan, usage, direction, 60, self.billing.payg_usd_per_minute)
+        if await self.available_credits() * self.billing.lead_price_cents >= max(1, first_minute.cents):
+            return CallCover("balance")
         reason = "no plan" if plan is None else "the plan's included minutes are used up"
         raise InsufficientCredits(
             f"Cannot place the call: {reason} and the prepaid balance does not cover it"
@@ -235,7 +235,7 @@ class Billing:
         before = await repo.team_usage(tx.conn, period)
         plan = entitled_plan(self.billing, account)
         cost = call_cost(plan, before, ended.direction, ended.seconds, self.billing.payg_usd_per_minute)
-        await repo.add_call_usage(tx, ended.user_id, period, ended.direction, ended.seconds)
+        await repo.record_call_usage(tx, ended.user_id, period, ended.direction, ended.seconds)
         owed = math.ceil(cost.cents / self.billing.lead_price_cents)
         if self.credits.stripe is not None:
             # Stripe's customer balance may go into debt: it is added to the next invoice.

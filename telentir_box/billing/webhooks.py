@@ -12,7 +12,7 @@ from typing import Any
 
 import stripe
 
-from telentir_box.billing.plans import ENTITLED, plan_for_price
+from telentir_box.billing.plans import ENDED, ENTITLED, plan_for_price
 from telentir_box.config import BillingConfig
 from telentir_box.connect.credits import Credits
 from telentir_box.connect.stripe_billing import StripeFailed
@@ -186,10 +186,11 @@ class StripeWebhooks:
         plan_key = plan_for_price(self.billing, str(field(price, "id") or ""), field(price, "lookup_key"))
         if plan_key is None and field(sub, "metadata", "plan_key") in self.billing.plans:
             plan_key = sub["metadata"]["plan_key"]
+        status = str(sub.get("status") or "incomplete")
         await repo.update_account(
             tx,
-            plan_key=plan_key,
-            status=str(sub.get("status") or "incomplete"),
+            plan_key=None if status in ENDED else plan_key,
+            status=status,
             stripe_customer_id=str(sub.get("customer") or account.stripe_customer_id),
             stripe_subscription_id=sub["id"],
             version=created,

@@ -87,9 +87,11 @@ async def insert_topup(
     return cursor.rowcount == 1
 
 
-async def add_call_usage(
+async def record_call_usage(
     tx: Transaction, user_id: str, period: str, direction: Direction, seconds: int
 ) -> None:
+    """One finished call's seconds, added to its user's period and direction (the
+    billing service calls this once per call, from Billing.settle_call)."""
     await tx.conn.execute(
         "INSERT INTO call_usage (user_id, period, direction, seconds, calls) VALUES (?, ?, ?, ?, 1)"
         " ON CONFLICT (user_id, period, direction)"
