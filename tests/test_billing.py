@@ -444,3 +444,39 @@ def test_billing_catalog_keys_are_the_clients(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="platinum"):
         load_config(str(path), environ={})
     assert set(load_config(environ={}).billing.plans) == {"starter", "pro", "growth", "agency"}
+
+
+def test_billing_live_server_topup_and_signed_webhook(
+    live_server_factory: Callable[..., Any],
+    user_factory: Callable[..., dict[str, str]],
+    stripe_fake: FakeStripeBilling,
+) -> None:
+    """The real server: the top-up exactly as the real client sends it (no body, no
+    content type, Bearer), and Stripe's signed webhook over the raw body."""
+    owner = user_factory("live-owner@example.com", "--role", "owner")
+    server = live_server_factory(
+        TELENTIR_BOX_BILLING__STRIPE_SECRET_KEY="sk_test_live",
+        TELENTIR_BOX_BILLING__STRIPE_API_BASE=stripe_fake.url,
+        TELENTIR_BOX_BILLING__STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        TELENTIR_BOX_SERVER__PUBLIC_URL=BOX,
+    )
+    with server.client() as http:
+        auth = {"authorization": f"Bearer {owner['api_key']}", "accept": "application/json"}
+        topup = http.post("/api/credits/add", params={"returnTo": f"{BOX}/credits"}, headers=auth)
+        assert topup.status_code == 200, topup.text
+        assert "content-type" not in topup.request.headers
+        assert topup.json()["url"].startswith("https://checkout.stripe.test/")
+        payload = stripe_event(
+            "checkout.session.completed", topup_checkout("cs_live", 1000), int(time.time())
+        )
+        signed = {
+            "stripe-signature": stripe_signature(payload),
+            "content-type": "application/json; charset=utf-8",
+        }
+        assert http.post("/api/webhooks/stripe", content=payload, headers=signed).json()["applied"] is True
+        assert http.post("/api/webhooks/stripe", content=payload, headers=signed).json()["applied"] is False
+        assert http.get("/api/credits", headers=auth).json() == {"amount": 10.0, "currency": "usd"}
+        assert http.get("/api/billing/state", headers=auth).json()["balance"] == {
+            "currency": "usd",
+            "amount": 10.0,
+        }
