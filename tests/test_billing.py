@@ -305,6 +305,9 @@ def test_billing_return_to_only_own_or_dashboard_origins(
         "//evil.example",
         "http://box.example/",
         "https://box.example:8443/",
+        "https://box.example\\@evil.example/",
+        "https://box.example/\nLocation: https://evil.example",
+        "http://[::1",
     ):
         response = app.get("/api/billing/portal", params={"returnTo": target}, headers=bearer(users["owner"]))
         assert response.status_code == 400, target

@@ -145,7 +145,14 @@ async def test_billing_cancellation_is_final_for_its_subscription(books: Books) 
     assert (account.plan_key, account.status, account.period_key) == (None, "canceled", "")
     # A new subscription afterwards is a new start.
     await books.deliver("checkout.session.completed", subscription_checkout("cs_2", "sub_2", "starter"), 400)
-    assert ((await books.account()).plan_key, (await books.account()).status) == ("starter", "active")
+    await books.deliver("customer.subscription.updated", subscription("sub_1", "canceled", "price_pro"), 500)
+    await books.deliver("customer.subscription.deleted", subscription("sub_1", "canceled", "price_pro"), 501)
+    account = await books.account()
+    assert (account.plan_key, account.status, account.stripe_subscription_id) == (
+        "starter",
+        "active",
+        "sub_2",
+    )
 
 
 async def test_billing_invoice_before_checkout_still_starts_the_period(books: Books) -> None:

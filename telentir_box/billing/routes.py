@@ -53,15 +53,20 @@ def return_url(server: ServerConfig, return_to: str | None, request_origin: str 
             raise ValidationFailed("returnTo is required while [server] public_url is unset")
         return server.public_url or own
     allowed = {own, *(origin_of(origin) for origin in server.cors_origins)} - {None}
-    parts = urlsplit(return_to)
-    if (
-        len(return_to) > MAX_RETURN_URL
-        or parts.username
-        or parts.password
-        or origin_of(return_to) not in allowed
-    ):
+    if not _plain_url(return_to) or origin_of(return_to) not in allowed:
         raise ValidationFailed("returnTo must be a URL on the box's origin or a configured dashboard origin")
     return return_to
+
+
+def _plain_url(url: str) -> bool:
+    """No credentials, whitespace or control characters: nothing a browser or Stripe
+    could read as another host than the one checked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    printable = all(32 < ord(char) < 127 for char in url)
+    return printable and len(url) <= MAX_RETURN_URL and not parts.username and not parts.password
 
 
 async def _context(

@@ -187,6 +187,9 @@ class StripeWebhooks:
         if plan_key is None and field(sub, "metadata", "plan_key") in self.billing.plans:
             plan_key = sub["metadata"]["plan_key"]
         status = str(sub.get("status") or "incomplete")
+        current = account.stripe_subscription_id
+        if status in ENDED and current and current != sub["id"]:
+            return  # an old subscription ending does not touch the one in force
         await repo.update_account(
             tx,
             plan_key=None if status in ENDED else plan_key,
