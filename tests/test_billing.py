@@ -64,6 +64,7 @@ def write_config(directory: Path, stripe_url: str | None) -> Path:
         f"[billing]\nlead_price_cents = 10\ntopup_cents = 2000\n{stripe}"
         + PLAN.format(key="starter", name="Starter")
         + PLAN.format(key="pro", name="Pro")
+        + PLAN.format(key="growth", name="Growth").replace('"price_growth"', '""')
     )
     path = directory / "config.toml"
     path.write_text(text)
@@ -333,6 +334,9 @@ def test_billing_plan_body_validated(
         response = app.post("/api/billing/plan", json=body, headers=owner)
         assert response.status_code == 400, body
         assert response.json()["code"] == "VALIDATION_ERROR"
+    unsold = app.post("/api/billing/plan", json={"plan": "growth"}, headers=owner)
+    assert (unsold.status_code, unsold.json()["code"]) == (503, "STRIPE_PRICE_NOT_CONFIGURED")
+    assert "[billing.plans.growth] stripe_price" in unsold.json()["message"]
     form = app.post("/api/billing/plan", content=b"plan=pro", headers={**owner, "content-type": "text/plain"})
     assert form.status_code == 415
     huge = app.post("/api/billing/plan", json={"plan": "pro", "mode": "x" * 2_000_000}, headers=owner)
@@ -412,7 +416,7 @@ def test_billing_admin_set_plan_command(tmp_path: Path) -> None:
         )
 
     assert admin("create-user", "boss@example.com", "--role", "owner").returncode == 0
-    assert admin("set-plan", "boss@example.com", "growth").returncode != 0  # not in this catalog
+    assert admin("set-plan", "boss@example.com", "agency").returncode != 0  # not in this catalog
     done = admin("set-plan", "boss@example.com", "starter")
     assert done.returncode == 0, done.stderr
     assert '"plan": "starter"' in done.stdout
