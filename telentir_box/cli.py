@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("credits", type=int)
     grant.add_argument("--note", default="", help="a note kept in the credit ledger")
     set_plan = admin_command("set-plan", cmd_admin_set_plan, "set the team's plan without Stripe (or none)")
-    set_plan.add_argument("email", help="the owner or admin making the change (recorded nowhere else)")
+    set_plan.add_argument("email", help="the team member the change is recorded for in the audit trail")
     set_plan.add_argument("plan", help="a plan key of [billing.plans] (starter, pro, growth, agency) or none")
     demo = command("demo-connector", cmd_demo_connector, "serve synthetic leads as SSE (dev)")
     demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -379,11 +379,15 @@ def cmd_admin_grant_credits(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_admin_set_plan(args: argparse.Namespace, config: Config) -> int:
     from telentir_box.auth import admin
+    from telentir_box.auth.audit import record_audit
 
     async def action(box: Any) -> dict[str, str | None]:
-        await admin.find_user(box, args.email)
+        user = await admin.find_user(box, args.email)
         plan = None if args.plan == "none" else args.plan
+        before = (await box.billing.account()).plan_key
         await box.billing.set_plan(plan)
+        detail = {"from": before or "none", "to": plan or "none"}
+        await record_audit(box.db, "plan_set", user_id=user.id, actor_id=user.id, detail=detail)
         return {"plan": plan}
 
     return run_admin(config, action)

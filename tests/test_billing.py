@@ -4,7 +4,9 @@ returnTo, signed webhooks (forged, stale, replayed), and the box without Stripe.
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -421,6 +423,12 @@ def test_billing_admin_set_plan_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert '"plan": "starter"' in done.stdout
     assert '"plan": null' in admin("set-plan", "boss@example.com", "none").stdout
+    with sqlite3.connect(tmp_path / "data" / "telentir-box.sqlite3") as db:
+        trail = db.execute("SELECT detail FROM auth_audit WHERE event = 'plan_set' ORDER BY id").fetchall()
+    assert [json.loads(row[0]) for row in trail] == [
+        {"from": "none", "to": "starter"},
+        {"from": "starter", "to": "none"},
+    ]
 
 
 def test_billing_topup_from_a_signed_in_browser_needs_no_body_or_type(
