@@ -25,7 +25,7 @@ from telentir_box.db import billing as repo
 from telentir_box.db import credits as credits_repo
 from telentir_box.db.database import Database
 from telentir_box.db.migrate import apply_migrations
-from telentir_box.errors import InsufficientCredits
+from telentir_box.errors import InsufficientCredits, UpstreamFailed
 from tests.billing_fakes import (
     WEBHOOK_SECRET,
     invoice,
@@ -236,12 +236,19 @@ async def test_billing_stripe_held_balance_call_debit_survives_failure_and_resta
         assert await restarted.billing.push_call_charges() == 1
         assert await restarted.billing.push_call_charges() == 0
         assert stripe_fake.balance == -1000 + 40
-        # A top-up credits the Stripe balance once, however often the webhook comes.
-        for created in (100, 101):
-            await restarted.deliver("checkout.session.completed", topup_checkout("cs_t", 2000), created)
+        # A top-up credits the Stripe balance once, however often the webhook comes; while
+        # Stripe fails the event is refused (Stripe redelivers it) and nothing is booked.
+        stripe_fake.down = True
+        with pytest.raises(UpstreamFailed):
+            await restarted.deliver("checkout.session.completed", topup_checkout("cs_t", 2000), 99, "evt_t")
+        assert stripe_fake.balance == -1000 + 40
+        assert not await db.read(repo.topup_granted, "cs_t")
+        stripe_fake.down = False
+        await restarted.deliver("checkout.session.completed", topup_checkout("cs_t", 2000), 100, "evt_t")
         assert stripe_fake.balance == -1000 + 40 - 2000
-        keys = [r.headers["idempotency-key"] for r in stripe_fake.transactions()]
-        assert keys.count("topup-cs_t-grant") == 2 and len(set(keys)) == 2  # the retry replayed the key
+        asked = len(stripe_fake.requests)
+        await restarted.deliver("checkout.session.async_payment_succeeded", topup_checkout("cs_t", 2000), 101)
+        assert len(stripe_fake.requests) == asked  # already granted: Stripe is not asked again
         assert (await restarted.billing.state()).balance.amount == 29.6
 
 

@@ -85,6 +85,8 @@ class StripeWebhooks:
         """Apply `event` once; False when it was applied before (a replay)."""
         obj = event["data"]["object"]
         topup = self._topup_credits(event["type"], obj)
+        if topup and await self.credits.db.read(repo.topup_granted, obj["id"]):
+            topup = 0  # another event already reported this session
         if topup and self.credits.stripe is not None:
             # Stripe holds the balance: credit it first, keyed by the session, so a
             # retry after a failure below credits it once.

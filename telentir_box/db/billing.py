@@ -87,6 +87,11 @@ async def insert_topup(
     return cursor.rowcount == 1
 
 
+async def topup_granted(conn: Connection, session_id: str) -> bool:
+    rows = await conn.execute_fetchall("SELECT 1 FROM credit_topups WHERE session_id = ?", (session_id,))
+    return bool(rows)
+
+
 async def record_call_usage(
     tx: Transaction, user_id: str, period: str, direction: Direction, seconds: int
 ) -> None:
