@@ -236,20 +236,28 @@ async def test_billing_stripe_held_balance_call_debit_survives_failure_and_resta
         assert await restarted.billing.push_call_charges() == 1
         assert await restarted.billing.push_call_charges() == 0
         assert stripe_fake.balance == -1000 + 40
+        # With Stripe up, finishing a call debits it at once.
+        second = await restarted.billing.finish_call(CallEnded("call_2", "usr_a", "inbound", 60))
+        assert second.stripe_state == "pending"  # as settled; the debit followed
+        assert (await db.read(repo.get_charge, "call_2")).stripe_state == "debited"
+        assert stripe_fake.balance == -1000 + 40 + 20
+        again = await restarted.billing.finish_call(CallEnded("call_2", "usr_a", "inbound", 60))
+        assert (again.credits_charged, again.stripe_state) == (2, "debited")  # the first one's
+        assert stripe_fake.balance == -1000 + 60
         # A top-up credits the Stripe balance once, however often the webhook comes; while
         # Stripe fails the event is refused (Stripe redelivers it) and nothing is booked.
         stripe_fake.down = True
         with pytest.raises(UpstreamFailed):
             await restarted.deliver("checkout.session.completed", topup_checkout("cs_t", 2000), 99, "evt_t")
-        assert stripe_fake.balance == -1000 + 40
+        assert stripe_fake.balance == -1000 + 60
         assert not await db.read(repo.topup_granted, "cs_t")
         stripe_fake.down = False
         await restarted.deliver("checkout.session.completed", topup_checkout("cs_t", 2000), 100, "evt_t")
-        assert stripe_fake.balance == -1000 + 40 - 2000
+        assert stripe_fake.balance == -1000 + 60 - 2000
         asked = len(stripe_fake.requests)
         await restarted.deliver("checkout.session.async_payment_succeeded", topup_checkout("cs_t", 2000), 101)
         assert len(stripe_fake.requests) == asked  # already granted: Stripe is not asked again
-        assert (await restarted.billing.state()).balance.amount == 29.6
+        assert (await restarted.billing.state()).balance.amount == 29.4
 
 
 async def test_billing_books_balance_with_calls_after_random_sequences(books: Books) -> None:

@@ -255,6 +255,16 @@ class Billing:
                 )
         return charge
 
+    async def finish_call(self, ended: CallEnded) -> ChargeRow:
+        """settle_call in a transaction of its own, then the Stripe debit if one is due;
+        a Stripe failure leaves the debit to the periodic push."""
+        charge = await self.db.write(lambda tx: self.settle_call(tx, ended))
+        try:
+            await self.push_call_charges()
+        except StripeFailed:
+            log.warning("could not debit a call charge from the Stripe balance; will retry")
+        return charge
+
     async def push_call_charges(self) -> int:
         """Debit the Stripe-held balance for charges settled but not yet debited (after a
         call, and by the sweep after a crash or a Stripe failure); returns how many."""
