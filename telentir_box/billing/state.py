@@ -1,7 +1,9 @@
 """The team's billing state and what calls may spend: the plan in force, usage of the
 current period (calls from the call-usage seam, leads from the lead ledger), the
-prepaid balance, and the enforcement the calls code calls when a call starts
-(`authorize_call`) and in the transaction that ends it (`settle_call`)."""
+prepaid balance, and the enforcement the calls code calls: `authorize_call` before a
+call is placed (402 INSUFFICIENT_CREDITS), `settle_call(tx, CallEnded)` in the
+transaction that ends it, then `push_call_charges()` after commit (or `finish_call`,
+both in one, where the call's end has no transaction of its own)."""
 
 from __future__ import annotations
 
