@@ -15,6 +15,7 @@ from litestar.types import ControllerRouterHandler
 from telentir_box import __version__
 from telentir_box.auth.guards import provide_principal
 from telentir_box.auth.team_routes import identity_routes
+from telentir_box.billing.routes import billing_routes
 from telentir_box.box import Box
 from telentir_box.config import Config
 from telentir_box.connect.routes import connect_routes
@@ -71,6 +72,7 @@ def create_app(
             *inbound_configuration_routes,
             *persona_routes,
             *knowledge_routes(config.knowledge),
+            *billing_routes,
             *extra_routes,
         ],
     )

@@ -18,6 +18,8 @@ from telentir_box.auth.apikeys import flush_api_key_use
 from telentir_box.auth.identity import Identity, build_identity
 from telentir_box.auth.passwords import Passwords
 from telentir_box.auth.principal import Authenticator
+from telentir_box.billing.checkout import StripeCheckout
+from telentir_box.billing.state import Billing, push_call_charges_periodically
 from telentir_box.config import Config
 from telentir_box.connect.credits import Credits, build_credits, settle_abandoned_periodically
 from telentir_box.crypto.keyring import Keyring
@@ -62,6 +64,7 @@ class Box:
     phone_numbers: PhoneNumbers
     personas: PersonaCatalog
     knowledge: Knowledge
+    billing: Billing
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -84,6 +87,8 @@ class Box:
             timeout=httpx.Timeout(30.0), headers={"user-agent": f"telentir-box/{__version__}"}
         )
         authenticator = Authenticator(db, keyring.session_secret, keyring.derive("api-key-pepper"))
+        credits = build_credits(db, config.billing, http)
+        stripe_checkout = StripeCheckout(config.billing, http) if config.billing.stripe_secret_key else None
         box = cls(
             config=config,
             db=db,
@@ -94,7 +99,7 @@ class Box:
             identity=build_identity(config, keyring, http),
             bus=Bus(config.events),
             tickets=StreamTickets(keyring.derive("event-tickets")),
-            credits=build_credits(db, config.billing, http),
+            credits=credits,
             setup_token_file=report.setup_token_file,
             keygen=KeyGenerator(config.store.server_generations_per_hour),
             phone_numbers=PhoneNumbers(
@@ -109,6 +114,7 @@ class Box:
                 config.personas.cache_seconds,
             ),
             knowledge=Knowledge(db, LinkFetcher(http, config.knowledge), config.knowledge),
+            billing=Billing(db, config.billing, credits, stripe_checkout, utc_now),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
@@ -117,6 +123,7 @@ class Box:
         box.spawn(prune_event_log_periodically(db, config.events, box.clock), "event-retention")
         box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
         box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
+        box.spawn(push_call_charges_periodically(box.billing), "call-charge-recovery")
         return box
 
     def log_start_notes(self) -> None:

@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("email")
     grant.add_argument("credits", type=int)
     grant.add_argument("--note", default="", help="a note kept in the credit ledger")
+    set_plan = admin_command("set-plan", cmd_admin_set_plan, "set the team's plan without Stripe (or none)")
+    set_plan.add_argument("email", help="the team member the change is recorded for in the audit trail")
+    set_plan.add_argument("plan", help="a plan key of [billing.plans] (starter, pro, growth, agency) or none")
     demo = command("demo-connector", cmd_demo_connector, "serve synthetic leads as SSE (dev)")
     demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=3100, help="bind port (default 3100)")
@@ -370,6 +373,22 @@ def cmd_admin_grant_credits(args: argparse.Namespace, config: Config) -> int:
         user = await admin.find_user(box, args.email)
         await box.credits.grant(user.id, args.credits, args.note)
         return {"granted": args.credits, "balance": await box.credits.prepaid_balance()}
+
+    return run_admin(config, action)
+
+
+def cmd_admin_set_plan(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.auth import admin
+    from telentir_box.auth.audit import record_audit
+
+    async def action(box: Any) -> dict[str, str | None]:
+        user = await admin.find_user(box, args.email)
+        plan = None if args.plan == "none" else args.plan
+        before = (await box.billing.account()).plan_key
+        await box.billing.set_plan(plan)
+        detail = {"from": before or "none", "to": plan or "none"}
+        await record_audit(box.db, "plan_set", user_id=user.id, actor_id=user.id, detail=detail)
+        return {"plan": plan}
 
     return run_admin(config, action)
 

@@ -226,6 +226,64 @@ class ConnectConfig(_Section):
         self._positive("timeout_seconds", "connect_timeout_seconds")
 
 
+PLAN_KEYS = ("starter", "pro", "growth", "agency")
+
+
+class PlanConfig(_Section):
+    """One plan of the catalog: every field of the client's plan object, in dollars,
+    minutes and counts, and the Stripe price its subscription is sold at."""
+
+    name: str
+    monthly_price_usd: float
+    included_minutes: int
+    overage_usd_per_minute: float
+    included_leads: int
+    included_outbound_calls: int
+    included_inbound_calls: int
+    outbound_fixed_usd: float
+    inbound_fixed_usd: float
+    lead_overage_usd_per_lead: float
+    stripe_price: str = ""
+
+    def __post_init__(self) -> None:
+        self._at_least(
+            0,
+            "monthly_price_usd",
+            "included_minutes",
+            "overage_usd_per_minute",
+            "included_leads",
+            "included_outbound_calls",
+            "included_inbound_calls",
+            "outbound_fixed_usd",
+            "inbound_fixed_usd",
+            "lead_overage_usd_per_lead",
+        )
+
+
+def _plan(name: str, price: float, units: int, overage: float, fixed: float) -> PlanConfig:
+    return PlanConfig(
+        name=name,
+        monthly_price_usd=price,
+        included_minutes=units,
+        overage_usd_per_minute=overage,
+        included_leads=units,
+        included_outbound_calls=units,
+        included_inbound_calls=units,
+        outbound_fixed_usd=fixed,
+        inbound_fixed_usd=fixed,
+        lead_overage_usd_per_lead=0.10,
+    )
+
+
+def default_plans() -> dict[str, PlanConfig]:
+    return {
+        "starter": _plan("Starter", 49, 500, 0.12, 0.05),
+        "pro": _plan("Pro", 149, 2000, 0.10, 0.04),
+        "growth": _plan("Growth", 399, 6000, 0.08, 0.03),
+        "agency": _plan("Agency", 999, 20000, 0.06, 0.02),
+    }
+
+
 class BillingConfig(_Section):
     lead_allowance: int = 100
     period: Literal["monthly"] = "monthly"
@@ -234,9 +292,21 @@ class BillingConfig(_Section):
     stripe_secret_key: str = ""
     stripe_customer_id: str = ""
     stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_secret: str = ""
+    webhook_tolerance_seconds: int = 300
+    topup_cents: int = 2000
+    payg_usd_per_minute: float = 0.20
+    plans: dict[str, PlanConfig] = msgspec.field(default_factory=default_plans)
 
     def __post_init__(self) -> None:
-        self._at_least(0, "lead_allowance", "lead_price_cents")
+        self._at_least(0, "lead_allowance", "payg_usd_per_minute")
+        # The prepaid balance is kept in credits of lead_price_cents: calls and top-ups
+        # convert through it, so it cannot be 0.
+        self._at_least(1, "lead_price_cents", "webhook_tolerance_seconds")
+        self._at_least(50, "topup_cents")
+        for key in self.plans:
+            if key not in PLAN_KEYS:
+                raise ValueError(f"plans keys must be among {', '.join(PLAN_KEYS)}, not {key!r}")
         if not re.fullmatch(r"[a-z]{3}", self.currency):
             raise ValueError(
                 f"`currency` must be a three-letter ISO code in lower case, not {self.currency!r}"

@@ -65,8 +65,9 @@ class LiveServer:
 
     def start(self, timeout: float = 30.0) -> LiveServer:
         assert self.log_path is not None
-        full_env = {**os.environ, **self.env}
-        full_env.pop("TELENTIR_BOX_CONFIG", None)
+        # The developer's own config file is not the test's; a test may name one.
+        full_env = {key: value for key, value in os.environ.items() if key != "TELENTIR_BOX_CONFIG"}
+        full_env |= self.env
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "telentir_box", "serve", "--port", str(self.port)],

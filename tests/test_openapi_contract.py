@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.billing_fakes import WEBHOOK_SECRET, FakeStripeBilling
 from tests.conftest import LiveServer, create_user
 from tests.connect_fakes import FakeConnector, lead_frames
 from tests.telephony_support import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, FakeTwilio
@@ -49,6 +50,13 @@ STATE_OR_CRYPTO_RULES = {
     # A purchase needs a quote the box signed; a preview a JWT signed by the caller's server.
     "/api/phone-numbers": ["PUT"],
     "/api/persona/{persona_id}/play": ["POST"],
+    # Only the box's own origin and the dashboard origins are return addresses.
+    "/api/billing/portal": ["GET"],
+    "/api/billing/plan": ["POST"],
+    "/api/credits/add": ["POST"],
+    # A Stripe event is what Stripe signed; an upload is what its bytes are (415 otherwise).
+    "/api/webhooks/stripe": ["POST"],
+    "/api/knowledge-bases/{base_id}": ["POST"],
     # Twilio decides which countries, types and addresses it accepts.
     "/api/phone-numbers/address": ["PUT"],
     "/api/phone-numbers/search/{provider}": ["GET"],
@@ -63,7 +71,13 @@ LENIENT_SCALARS = {
     "/api/credits/grants": ["POST"],
     "/api/phone-numbers/address": ["PUT"],
 }
-ACCEPTED_ALSO_400 = ["2xx", "400", "401", "403", "404", "409", "429"]
+ACCEPTED_ALSO_400 = ["2xx", "400", "401", "403", "404", "409", "415", "429"]
+# Every plan priced at Stripe, so a checkout runs whole.
+PLANS = "".join(
+    f'[billing.plans.{key}]\nname = "{key}"\nmonthly_price_usd = 49\nincluded_minutes = 10\n'
+    f'included_leads = 5\nstripe_price = "price_{key}"\n'
+    for key in ("starter", "pro", "growth", "agency")
+)
 
 
 def schemathesis_config(decoy_key_id: str) -> str:
@@ -101,14 +115,21 @@ def test_schemathesis_finds_no_contract_failure(
     live_server_factory: Callable[..., LiveServer], env: dict[str, str], tmp_path: Path
 ) -> None:
     # Local servers in every provider's place, so each route runs whole: a connector that
-    # streams two leads to any request, Twilio, ElevenLabs and OpenAI.
+    # streams two leads to any request, Twilio, ElevenLabs, OpenAI and Stripe.
     with (
         FakeConnector(frames=lambda params: lead_frames(2)) as connector,
         FakeTwilio() as twilio,
         FakeElevenLabs() as elevenlabs,
         FakeOpenAI() as openai,
+        FakeStripeBilling() as stripe,
     ):
+        config = tmp_path / "config.toml"
+        config.write_text(PLANS)
         server = live_server_factory(
+            TELENTIR_BOX_CONFIG=str(config),
+            TELENTIR_BOX_BILLING__STRIPE_SECRET_KEY="sk_test_contract",
+            TELENTIR_BOX_BILLING__STRIPE_API_BASE=stripe.url,
+            TELENTIR_BOX_BILLING__STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
             TELENTIR_BOX_CONNECT__BASE_URL=connector.url,
             TELENTIR_BOX_BILLING__LEAD_ALLOWANCE="20",
             TELENTIR_BOX_SERVER__PUBLIC_URL=PUBLIC_URL,

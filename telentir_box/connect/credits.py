@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +16,9 @@ import httpx
 
 from telentir_box.config import BillingConfig
 from telentir_box.connect.stripe_billing import StripeBilling, StripeFailed
+from telentir_box.db import billing as billing_repo
 from telentir_box.db import credits as repo
+from telentir_box.db.connection import Connection
 from telentir_box.db.credits import LedgerEntry, ReservationRow
 from telentir_box.db.database import Database, Transaction
 from telentir_box.errors import UpstreamFailed, ValidationFailed
@@ -59,6 +61,12 @@ def holder_alive(holder: str) -> bool:
     return process_holder(int(pid_text)) == holder
 
 
+# The current period's key and lead allowance, read in the transaction that reserves:
+# billing sets this from the team's plan; without it the config's allowance and the
+# calendar month apply.
+LeadTerms = Callable[[Connection], Awaitable[tuple[str, int]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     period: str
@@ -84,12 +92,16 @@ class Credits:
         self.clock = clock
         self.stripe = stripe
         self.holder = process_holder()
+        self.terms: LeadTerms = self._config_terms
         # Stripe's balance is read outside the database, so a reservation's debit must
         # have landed before the next reservation reads it: one at a time.
         self._stripe_reserving = asyncio.Lock()
 
     def period(self) -> str:
         return period_key(self.clock(), self.billing.period)
+
+    async def _config_terms(self, conn: Connection) -> tuple[str, int]:
+        return self.period(), self.billing.lead_allowance
 
     async def prepaid_balance(self) -> int:
         if self.stripe is not None:
@@ -117,12 +129,13 @@ class Credits:
             return await self._reserve(user_id, requested, stripe_credits=await self.prepaid_balance())
 
     async def _reserve(self, user_id: str, requested: int, stripe_credits: int) -> ReservationRow | None:
-        period = self.period()
-
         async def hold(tx: Transaction) -> ReservationRow | None:
-            allowance_left = max(0, self.billing.lead_allowance - await repo.allowance_held(tx.conn, period))
+            period, allowance = await self.terms(tx.conn)
+            allowance_left = max(0, allowance - await repo.allowance_held(tx.conn, period))
             if self.stripe is not None:
-                prepaid = max(0, stripe_credits - await repo.prepaid_awaiting_stripe(tx.conn))
+                awaiting = await repo.prepaid_awaiting_stripe(tx.conn)
+                awaiting += await billing_repo.credits_awaiting_stripe(tx.conn)
+                prepaid = max(0, stripe_credits - awaiting)
             else:
                 prepaid = max(0, await repo.prepaid_balance(tx.conn))
             granted = min(requested, allowance_left + prepaid)
@@ -246,12 +259,12 @@ class Credits:
         )
 
     async def summary(self, user_id: str | None, limit: int = 50) -> Summary:
-        period = self.period()
         balance = await self.prepaid_balance()
         async with self.db.reading() as conn:
+            period, allowance = await self.terms(conn)
             used = await repo.allowance_held(conn, period)
             entries = await repo.recent_entries(conn, user_id, limit)
-        return Summary(period, self.billing.lead_allowance, used, balance, self.billing.currency, entries)
+        return Summary(period, allowance, used, balance, self.billing.currency, entries)
 
 
 async def record_leads_stored(tx: Transaction, reservation_id: str, count: int) -> None:

@@ -103,6 +103,25 @@ class StripeBilling:
             grant_id,
         )
 
+    async def grant_topup(self, session_id: str, credits: int) -> None:
+        """Credit a paid top-up Checkout session; its id keys the call, so a redelivered
+        webhook never credits twice."""
+        await self._transact(
+            -credits * self._billing.lead_price_cents,
+            f"topup-{session_id}-grant",
+            f"credit top-up ({session_id})",
+            session_id,
+        )
+
+    async def charge_call(self, call_id: str, credits: int) -> None:
+        """Debit a finished call's overage, once per call id."""
+        await self._transact(
+            credits * self._billing.lead_price_cents,
+            f"call-{call_id}-charge",
+            f"call overage ({call_id})",
+            call_id,
+        )
+
     async def _transact(self, amount: int, idempotency_key: str, description: str, reference: str) -> None:
         try:
             await self._client.v1.customers.balance_transactions.create_async(

@@ -107,6 +107,17 @@ async def sum_entries(conn: Connection, kind: Kind, source: Source, period: str 
     )
 
 
+async def leads_consumed(conn: Connection, period: str) -> int:
+    """Leads stored in `period`, from the allowance or paid: consumptions of lead
+    reservations (call charges consume prepaid credits with no reservation)."""
+    return await _scalar(
+        conn,
+        "SELECT SUM(amount) FROM credit_ledger"
+        " WHERE kind = 'consume' AND period = ? AND reservation_id IS NOT NULL",
+        (period,),
+    )
+
+
 async def prepaid_awaiting_stripe(conn: Connection) -> int:
     """Prepaid credits held by open reservations whose Stripe debit is not confirmed yet,
     so the customer's Stripe balance does not reflect them."""

@@ -118,6 +118,9 @@ TAGS = [
     Tag(name="inbound configurations", description="What answers a call to each number"),
     Tag(name="knowledge bases", description="Documents and links, their text extracted and searchable"),
     Tag(name="personas", description="The voices an agent can speak with, and spoken previews"),
+    Tag(
+        name="billing", description="Plan, usage, card, balance, Stripe Checkout and portal, Stripe webhooks"
+    ),
     Tag(name="system", description="Health"),
 ]
 

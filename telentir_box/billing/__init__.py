@@ -1,0 +1,1 @@
+"""Billing: plans, usage, Stripe Checkout and portal, Stripe webhooks, call enforcement."""
