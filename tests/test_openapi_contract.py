@@ -74,9 +74,12 @@ LENIENT_SCALARS = {
 ACCEPTED_ALSO_400 = ["2xx", "400", "401", "403", "404", "409", "415", "429"]
 # Every plan priced at Stripe, so a checkout runs whole.
 PLANS = "".join(
-    f'[billing.plans.{key}]\nname = "{key}"\nmonthly_price_usd = 49\nincluded_minutes = 10\n'
-    f'included_leads = 5\nstripe_price = "price_{key}"\n'
+    f"[billing.plans.{key}]\n"
+    f'name = "{key}"\nstripe_price = "price_{key}"\nmonthly_price_usd = 49\noverage_usd_per_minute = 0.1\n'
+    "included_minutes = 10\nincluded_leads = 5\nincluded_outbound_calls = 2\nincluded_inbound_calls = 2\n"
+    "outbound_fixed_usd = 0.05\ninbound_fixed_usd = 0.03\nlead_overage_usd_per_lead = 0.1\n"
     for key in ("starter", "pro", "growth", "agency")
+)
 )
 
 
