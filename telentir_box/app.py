@@ -26,6 +26,7 @@ from telentir_box.store.routes import store_routes
 from telentir_box.telephony.inbound_routes import inbound_configuration_routes
 from telentir_box.telephony.number_routes import phone_number_routes
 from telentir_box.telephony.persona_routes import persona_routes
+from telentir_box.voice.routes import call_routes
 from telentir_box.web.csrf import requires_first_party
 from telentir_box.web.errors import handle_exception
 from telentir_box.web.middleware import request_context_middleware
@@ -67,6 +68,7 @@ def create_app(
             *phone_number_routes,
             *inbound_configuration_routes,
             *persona_routes,
+            *call_routes,
             *extra_routes,
         ],
     )

@@ -35,6 +35,7 @@ from telentir_box.telephony.openai_tts import OpenAI
 from telentir_box.telephony.personas import PersonaCatalog
 from telentir_box.telephony.quotes import QuoteSigner
 from telentir_box.telephony.twilio_client import build_twilio_client
+from telentir_box.voice.service import Voice, build_voice
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -59,6 +60,7 @@ class Box:
     keygen: KeyGenerator
     phone_numbers: PhoneNumbers
     personas: PersonaCatalog
+    voice: Voice
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -80,6 +82,8 @@ class Box:
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0), headers={"user-agent": f"telentir-box/{__version__}"}
         )
+        twilio = build_twilio_client(config.twilio, http)
+        elevenlabs = ElevenLabs(config.elevenlabs, http)
         authenticator = Authenticator(db, keyring.session_secret, keyring.derive("api-key-pepper"))
         box = cls(
             config=config,
@@ -96,15 +100,16 @@ class Box:
             keygen=KeyGenerator(config.store.server_generations_per_hour),
             phone_numbers=PhoneNumbers(
                 db,
-                build_twilio_client(config.twilio, http),
+                twilio,
                 QuoteSigner(keyring, config.twilio.quote_ttl_seconds),
                 config.server.public_url,
             ),
             personas=PersonaCatalog(
-                ElevenLabs(config.elevenlabs, http),
+                elevenlabs,
                 OpenAI(config.openai, http),
                 config.personas.cache_seconds,
             ),
+            voice=build_voice(config, db, keyring, twilio, elevenlabs),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
@@ -113,6 +118,7 @@ class Box:
         box.spawn(prune_event_log_periodically(db, config.events, box.clock), "event-retention")
         box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
         box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
+        box.spawn(box.voice.sweep_periodically(), "call-sweep")
         return box
 
     def log_start_notes(self) -> None:

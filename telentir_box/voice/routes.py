@@ -1,0 +1,161 @@
+"""HTTP routes of calls: the client's session call, call usage, and the providers'
+webhooks (Twilio voice, status and recording; ElevenLabs post-call and
+personalization). Webhooks carry no user credential: each is authenticated by its
+sender's signature or secret over the raw body, read here before anything else."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
+
+from telentir_box.auth.guards import requires_object_auth
+from telentir_box.auth.principal import Principal
+from telentir_box.box import Box
+from telentir_box.errors import PayloadTooLarge
+from telentir_box.voice.elevenlabs_webhooks import verify_elevenlabs
+from telentir_box.voice.personalize import check_personalize_secret
+from telentir_box.voice.session import WEBHOOK_PATHS, SessionCallAnswer, SessionCallBody
+from telentir_box.voice.twilio_webhooks import Params, verify_twilio
+from telentir_box.voice.usage import CallUsage, call_usage
+
+TWIML = "text/xml"
+
+
+class WebhookAck(msgspec.Struct):
+    ok: bool = True
+
+
+class InitiationData(msgspec.Struct):
+    """The conversation-initiation data ElevenLabs reads (providers.md 2.12)."""
+
+    type: str
+    dynamic_variables: dict[str, Any]
+    conversation_config_override: dict[str, Any] | None = None
+
+
+class SessionController(Controller):
+    path = "/session"
+    guards = [requires_object_auth]
+    tags = ["calls"]
+
+    @post(
+        "/call",
+        status_code=201,
+        summary="Place an AI call: the client's RS256 JWT, its `data` the call payload sealed for the box",
+    )
+    async def call(
+        self,
+        box: NamedDependency[Box],
+        principal: NamedDependency[Principal],
+        data: JSONBody[SessionCallBody],
+    ) -> SessionCallAnswer:
+        return await box.voice.placer.place(principal.user_id, data, box.clock().timestamp())
+
+
+class CallUsageController(Controller):
+    path = "/calls"
+    guards = [requires_object_auth]
+    tags = ["calls"]
+
+    @get("/usage", summary="Calls and seconds of the caller, inbound and outbound, in one month (UTC)")
+    async def usage(
+        self,
+        box: NamedDependency[Box],
+        principal: NamedDependency[Principal],
+        period: Annotated[str | None, Parameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    ) -> CallUsage:
+        return await call_usage(box.db, principal.user_id, period, box.clock())
+
+
+async def _twilio_params(box: Box, request: Request[Any, Any, Any], name: str) -> Params:
+    body = await request.body()
+    return verify_twilio(
+        box.config.twilio.auth_token,
+        box.config.server.public_url,
+        WEBHOOK_PATHS[name],
+        request.scope["query_string"].decode("latin-1"),
+        body,
+        request.headers.get("x-twilio-signature"),
+    )
+
+
+async def _raw_body(request: Request[Any, Any, Any], limit: int) -> bytearray:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The webhook body is larger than {limit} bytes")
+    return body
+
+
+class WebhookController(Controller):
+    path = "/webhooks"
+    tags = ["webhooks"]
+
+    @post(
+        "/twilio/voice",
+        status_code=200,
+        media_type=TWIML,
+        summary="Twilio voice webhook (X-Twilio-Signature): the TwiML that hands the call to the agent",
+    )
+    async def twilio_voice(
+        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: str | None = None
+    ) -> Response[str]:
+        params = await _twilio_params(box, request, "voice")
+        twiml = await box.voice.twilio_webhooks.voice(params, call)
+        await box.voice.elevenlabs_webhooks.replay(None, params.get("CallSid"))
+        return Response(twiml, media_type=TWIML)
+
+    @post("/twilio/status", status_code=204, summary="Twilio call status callback (X-Twilio-Signature)")
+    async def twilio_status(
+        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: str | None = None
+    ) -> None:
+        params = await _twilio_params(box, request, "status")
+        await box.voice.twilio_webhooks.status(params, call)
+
+    @post(
+        "/twilio/recording", status_code=204, summary="Twilio recording status callback (X-Twilio-Signature)"
+    )
+    async def twilio_recording(
+        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: str | None = None
+    ) -> None:
+        params = await _twilio_params(box, request, "recording")
+        await box.voice.twilio_webhooks.recording(params, call)
+
+    @post(
+        "/elevenlabs",
+        status_code=200,
+        request_max_body_size=None,
+        summary="ElevenLabs post-call webhook (ElevenLabs-Signature): transcription, audio, failure",
+    )
+    async def elevenlabs(self, box: NamedDependency[Box], request: Request[Any, Any, Any]) -> WebhookAck:
+        body = await _raw_body(request, box.config.elevenlabs.max_webhook_bytes)
+        verify_elevenlabs(
+            box.config.elevenlabs.webhook_secret,
+            request.headers.get("elevenlabs-signature"),
+            body,
+            box.clock().timestamp(),
+        )
+        await box.voice.elevenlabs_webhooks.receive(body)
+        return WebhookAck()
+
+    @post(
+        "/elevenlabs/personalize",
+        status_code=200,
+        summary="ElevenLabs conversation-initiation webhook (x-webhook-secret or Bearer): who is calling",
+    )
+    async def personalize(self, box: NamedDependency[Box], request: Request[Any, Any, Any]) -> InitiationData:
+        check_personalize_secret(
+            box.config.elevenlabs.personalize_secret,
+            request.headers.get("x-webhook-secret"),
+            request.headers.get("authorization"),
+        )
+        answer = await box.voice.personalizer.answer(await request.body())
+        return msgspec.convert(answer, InitiationData)
+
+
+call_routes = [SessionController, CallUsageController, WebhookController]
