@@ -84,9 +84,12 @@ class SessionCallBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SessionCallAnswer(msgspec.Struct):
+    """The call placed: the box's id for it, Twilio's, and its record in the calls store."""
+
     id: str
     status: str
     callSid: str
+    recordId: str
 
 
 class CallContact(msgspec.Struct, kw_only=True):
@@ -171,7 +174,8 @@ class CallPlacer:
             await self.ledger.fold(lambda tx: repo.get_call(tx.conn, row.id), lambda r, _: _failed_to_place())
             raise
         await self.ledger.fold(lambda tx: repo.get_call(tx.conn, row.id), lambda r, _: _placed(r, sid))
-        return SessionCallAnswer(id=row.id, status="ongoing", callSid=sid)
+        assert row.record_object_id is not None
+        return SessionCallAnswer(id=row.id, status="ongoing", callSid=sid, recordId=row.record_object_id)
 
     def _require_configured(self) -> None:
         if self.twilio is None:

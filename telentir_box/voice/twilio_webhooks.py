@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
@@ -53,8 +53,8 @@ class Params:
     def getlist(self, name: str) -> list[str]:
         return [v for n, v in self.pairs if n == name]
 
-    def keys(self) -> list[str]:
-        return list(dict.fromkeys(n for n, _ in self.pairs))
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(n for n, _ in self.pairs))
 
     def get(self, name: str) -> str | None:
         return self.first.get(name)

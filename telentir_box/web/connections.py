@@ -81,6 +81,7 @@ class BoxHttpProtocol(HttpToolsProtocol):
         self._unparsed_header_bytes = 0  # whole chunks fed while a header block was open
         self._header_block_bytes = 0  # the URL and the header fields parsed so far
         self._refused = False
+        self._headers_completed = False  # a header block ended in the chunk being fed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -98,6 +99,7 @@ class BoxHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         reading_header = self._reading_header
+        self._headers_completed = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -115,8 +117,9 @@ class BoxHttpProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if reading_header and self._reading_header:
-            # The whole chunk belongs to a header block that is still open.
+        if reading_header and self._reading_header and not self._headers_completed:
+            # The whole chunk belongs to a header block that is still open (not a whole
+            # request, header and body, that arrived in one chunk).
             self._unparsed_header_bytes += len(data)
             if self._unparsed_header_bytes > self._max_block_bytes:
                 self._refuse_header()
@@ -137,6 +140,7 @@ class BoxHttpProtocol(HttpToolsProtocol):
             raise HeaderTooLarge
         self._unset_keepalive_if_required()
         self._reading_header = False
+        self._headers_completed = True
         self._unparsed_header_bytes = self._header_block_bytes = 0
         super().on_headers_complete()
 
