@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from twilio.request_validator import RequestValidator
 
 from tests.call_fakes import (
     AGENT_ID,
@@ -290,15 +291,13 @@ def test_calls_inbound_to_a_number_with_no_configuration_hangs_up_politely(
 def test_calls_refuse_forged_and_stale_webhooks(
     alice: User, twilio: FakeTwilioCalls, elevenlabs: FakeElevenLabsCalls, http: httpx.Client
 ) -> None:
-    answer, placed = place(alice, twilio)
+    _, placed = place(alice, twilio)
     before = alice.calls()
     url = placed.form["StatusCallback"]
     params = twilio.call_params(placed, "completed") | {"SequenceNumber": "9"}
     assert_error(twilio.post(url, params, signature="AAAA"), 403, "TWILIO_SIGNATURE_INVALID")
     assert_error(http.post("/api/webhooks/twilio/status", data=params), 403, "TWILIO_SIGNATURE_INVALID")
     wrong_url = url.replace("https://", "http://")
-    from twilio.request_validator import RequestValidator
-
     forged = RequestValidator("not-the-token").compute_signature(url, params)
     assert_error(twilio.post(url, params, signature=forged), 403, "TWILIO_SIGNATURE_INVALID")
     other_url = RequestValidator("twilio-test-token").compute_signature(wrong_url, params)
