@@ -138,6 +138,20 @@ def bob(http: httpx.Client, server: LiveServer) -> User:
     return make_user(http, server, "bob@example.com")
 
 
+def read_events(user: User, channel: str, query: str, count: int) -> list[dict[str, Any]]:
+    """Replay `channel` from the start until `count` events arrived."""
+    events: list[dict[str, Any]] = []
+    headers = {"authorization": f"Bearer {user.caller.key}", "last-event-id": "0"}
+    with user.caller.http.stream("GET", f"/api/events/{channel}?{query}", headers=headers) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if len(events) == count:
+                    break
+    return events
+
+
 def place(user: User, twilio: FakeTwilioCalls, **payload: Any) -> tuple[dict[str, Any], PlacedCall]:
     response = user.call(user.jwt(prompt_payload(**payload)))
     assert response.status_code == 201, response.text
@@ -210,6 +224,11 @@ def test_calls_outbound_end_to_end_one_record_with_transcript_and_recording(
     related = alice.store.call("GET", f"/objects/{final['id']}/related")
     assert {r["id"] for r in related} == set(final["relations"].values())
     assert bob.calls() == []
+
+    created = read_events(alice, "object_created", f"relatedId={final['id']}", 2)
+    assert {e["id"] for e in created} == set(final["relations"].values())
+    [updated] = read_events(alice, "object_updated", f"objectId={final['id']}", 1)
+    assert updated["key_id"] == alice.store.call("GET", f"/objects/{final['id']}")["key_id"]
 
 
 def test_calls_recording_larger_than_a_client_may_write_is_stored_and_returned(
@@ -391,3 +410,74 @@ def test_calls_kill_mid_call_then_restart_ends_final(
     assert record["status"] == "completed" and set(record["relations"]) == {"transcription", "audio"}
     usage = alice.caller.ok("GET", "/calls/usage")
     assert usage["outbound"]["calls"] >= 1 and usage["outbound"]["seconds"] >= 41
+
+
+def test_calls_callbacks_out_of_order_and_unanswered_calls_end_missed(
+    alice: User, twilio: FakeTwilioCalls, elevenlabs: FakeElevenLabsCalls
+) -> None:
+    answer, placed = place(alice, twilio)
+    personalized = elevenlabs.personalize({"call_sid": placed.sid, "caller_id": alice.number})
+    assert personalized.json()["dynamic_variables"]["contact_name"] == "Bob Buyer"
+    assert twilio.status(placed, "no-answer", 2).status_code == 204
+    assert twilio.status(placed, "ringing", 1).status_code == 204
+    assert twilio.status(placed, "initiated", 0).status_code == 204
+    record = alice.store.get("calls", answer["recordId"])
+    assert record["status"] == "missed" and record["stage"] == "no-answer" and record["relations"] == {}
+    # Final: what the box held about the call is gone, so personalization knows nothing.
+    assert elevenlabs.personalize({"call_sid": placed.sid}).json()["dynamic_variables"] == {}
+
+    answer, placed = place(alice, twilio)
+    failure = {
+        "type": "call_initiation_failure",
+        "data": {
+            "agent_id": AGENT_ID,
+            "conversation_id": "conv_" + secrets.token_hex(8),
+            "failure_reason": "busy",
+            "metadata": {"type": "twilio", "body": {"CallSid": placed.sid, "CallStatus": "busy"}},
+        },
+    }
+    for _ in range(2):
+        assert elevenlabs.send(failure).status_code == 200
+    assert alice.store.get("calls", answer["recordId"])["status"] == "missed"
+    assert twilio.status(placed, "busy", 5).status_code == 204
+    assert alice.store.get("calls", answer["recordId"])["status"] == "missed"
+
+
+def test_calls_concurrency_limit_places_nothing(
+    http: httpx.Client, server: LiveServer, twilio: FakeTwilioCalls
+) -> None:
+    dave = make_user(http, server, "dave@example.com")
+    for _ in range(3):
+        place(dave, twilio)
+    placed = len(twilio.placed)
+    assert_error(dave.call(dave.jwt(prompt_payload())), 429, "CALL_LIMIT_REACHED")
+    assert len(twilio.placed) == placed
+    assert len(dave.calls()) == 3
+
+
+def test_calls_usage_counts_per_period(alice: User, bob: User) -> None:
+    usage = alice.caller.ok("GET", "/calls/usage")
+    assert usage["outbound"]["calls"] >= 1 and usage["outbound"]["seconds"] >= 30
+    assert set(usage) == {"period", "start", "end", "inbound", "outbound"}
+    empty = alice.caller.ok("GET", "/calls/usage", params={"period": "2001-01"})
+    assert empty["outbound"] == {"calls": 0, "seconds": 0} and empty["start"].startswith("2001-01-01")
+    assert bob.caller.ok("GET", "/calls/usage")["inbound"]["calls"] >= 1
+    assert_error(
+        alice.caller.request("GET", "/calls/usage", params={"period": "2001-13"}), 400, "VALIDATION_ERROR"
+    )
+
+
+def test_calls_routes_are_in_the_openapi_schema(http: httpx.Client) -> None:
+    paths = http.get("/api/schema/openapi.json").json()["paths"]
+    expected = {
+        "/api/session/call": {"post"},
+        "/api/calls/usage": {"get"},
+        "/api/webhooks/twilio/voice": {"post"},
+        "/api/webhooks/twilio/status": {"post"},
+        "/api/webhooks/twilio/recording": {"post"},
+        "/api/webhooks/elevenlabs": {"post"},
+        "/api/webhooks/elevenlabs/personalize": {"post"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+        assert all(paths[path][m]["summary"] for m in methods)

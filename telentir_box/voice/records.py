@@ -5,6 +5,7 @@ same events as any write. Recordings may be larger than a client may write."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,16 @@ from telentir_box.db.events import record_events
 from telentir_box.errors import NotFound
 from telentir_box.ids import new_id
 from telentir_box.store.codec import IV_BYTES, TAG_BYTES, object_record
-from telentir_box.store.models import DEFAULT_SERVER, STORES
+from telentir_box.store.models import DEFAULT_SERVER, STORES, ObjectRecord
 from telentir_box.store.root import ensure_provisioned
 
 CALLS_STORE = "calls"
 assert CALLS_STORE in STORES
 _CHUNK = 1 << 20
+# An object_created event carries the object's ciphertext, in hex, to every stream and
+# into the event log; a recording's would be tens of MB. Past this size the event names
+# the object with empty `content` and `auth_tag`, and the client GETs it.
+EVENT_CONTENT_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +88,24 @@ async def create_object(tx: Transaction, user_id: str, parent: str, sealed: Seal
     await keys_repo.insert_keys(tx, user_id, sealed.server, [(sealed.key_id, sealed.wrapped, sealed.iv)])
     new = objects_repo.NewObject(new_id("obj"), sealed.key_id, parent, sealed.content, sealed.auth_tag, "{}")
     rows = await objects_repo.insert_objects(tx, user_id, [new])
+    record = (
+        object_record(rows[0])
+        if len(sealed.content) <= EVENT_CONTENT_MAX_BYTES
+        else _without_content(rows[0])
+    )
     await record_events(
         tx,
         user_id,
         [
             ("key_created", {"key_id": sealed.key_id, "user_id": user_id, "created_at": tx.now}),
-            ("object_created", object_record(rows[0])),
+            ("object_created", record),
         ],
     )
     return new.id
+
+
+def _without_content(row: objects_repo.ObjectRow) -> ObjectRecord:
+    return object_record(dataclasses.replace(row, content=b"", auth_tag=b""))
 
 
 async def replace_object(tx: Transaction, user_id: str, object_id: str, sealed: Sealed) -> None:
