@@ -12,14 +12,18 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from litestar.testing import TestClient
 from twilio.request_validator import RequestValidator
 
+from telentir_box.app import create_app
+from telentir_box.config import load_config
 from tests.call_fakes import (
     AGENT_ID,
     PERSONALIZE_SECRET,
@@ -33,9 +37,17 @@ from tests.call_fakes import (
     recording_audio,
     transcription,
 )
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, create_user
 from tests.store_client import StoreClient
-from tests.telephony_support import Caller, agent, assert_error, box_env, configuration_body
+from tests.telephony_support import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    Caller,
+    agent,
+    assert_error,
+    box_env,
+    configuration_body,
+)
 from tests.test_personas import envelope, sign
 
 VOICE = "elevenlabs-21m00Tcm4TlvDq8ikWAM"
@@ -481,3 +493,73 @@ def test_calls_routes_are_in_the_openapi_schema(http: httpx.Client) -> None:
     for path, methods in expected.items():
         assert methods <= set(paths[path]), path
         assert all(paths[path][m]["summary"] for m in methods)
+
+
+def in_process_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    env = {"TELENTIR_BOX_DATA__DIR": str(tmp_path / "data"), "TELENTIR_BOX_LOG__FORMAT": "text"}
+    return env | {f"TELENTIR_BOX_{name.upper()}": value for name, value in settings.items()}
+
+
+def test_calls_unconfigured_providers_answer_503_and_webhooks_are_refused(tmp_path: Path) -> None:
+    env = in_process_env(tmp_path)
+    with TestClient(create_app(load_config(environ=env))) as app:
+        user = Caller(
+            app, create_user(env, "eve@example.com", "--phone-verified", "--api-key", "k")["api_key"], ""
+        )
+        body = {"jwt": "x", "server": "default"}
+        assert_error(user.request("POST", "/session/call", json=body), 503, "TWILIO_NOT_CONFIGURED")
+        signed = {"x-twilio-signature": "AAAA"}
+        response = app.post("/api/webhooks/twilio/voice", data={"CallSid": "CA1"}, headers=signed)
+        assert_error(response, 403, "TWILIO_SIGNATURE_INVALID")
+        response = app.post(
+            "/api/webhooks/elevenlabs", content=b"{}", headers={"elevenlabs-signature": "t=1,v0=0"}
+        )
+        assert_error(response, 503, "ELEVENLABS_WEBHOOK_NOT_CONFIGURED")
+        response = app.post(
+            "/api/webhooks/elevenlabs/personalize", json={}, headers={"x-webhook-secret": "x"}
+        )
+        assert_error(response, 503, "PERSONALIZE_NOT_CONFIGURED")
+
+
+def test_calls_sweep_makes_stale_calls_final_and_drops_unmatched_webhooks(
+    tmp_path: Path, twilio: FakeTwilioCalls, elevenlabs: FakeElevenLabsCalls
+) -> None:
+    env = in_process_env(
+        tmp_path,
+        server__public_url="https://box.example.com",
+        twilio__account_sid=ACCOUNT_SID,
+        twilio__auth_token=AUTH_TOKEN,
+        twilio__api_base=twilio.url,
+        elevenlabs__api_key=elevenlabs.api_key,
+        elevenlabs__api_base=elevenlabs.url,
+        elevenlabs__agent_id=AGENT_ID,
+        elevenlabs__webhook_secret=WEBHOOK_SECRET,
+    )
+    with TestClient(create_app(load_config(environ=env))) as app:
+        caller = Caller(
+            app, create_user(env, "sweep@example.com", "--phone-verified", "--api-key", "k")["api_key"], ""
+        )
+        store = StoreClient(app, caller.key)
+        store.connect()
+        user = User(caller, store)
+        caller.buy()
+        answer = user.call(user.jwt(prompt_payload())).json()
+        audio = json.dumps(post_call_audio("conv_never_matched", b"\xff\xfb" * 10)).encode()
+        response = app.post(
+            "/api/webhooks/elevenlabs",
+            content=audio,
+            headers={"elevenlabs-signature": elevenlabs_signature(audio)},
+        )
+        assert response.status_code == 200
+        box = app.app.state.box
+        app.blocking_portal.call(box.voice.sweep, datetime.now(UTC))
+        assert store.get("calls", answer["recordId"])["status"] == "ongoing"
+        app.blocking_portal.call(box.voice.sweep, datetime.now(UTC) + timedelta(days=1))
+        record = store.get("calls", answer["recordId"])
+        assert record["status"] == "missed" and "endDate" in record
+
+        async def waiting() -> int:
+            async with box.db.reading() as conn:
+                return len(await conn.execute_fetchall("SELECT 1 FROM call_webhooks_waiting"))
+
+        assert app.blocking_portal.call(waiting) == 0

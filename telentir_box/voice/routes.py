@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, QueryParameter
 
 from telentir_box.auth.guards import requires_object_auth
 from telentir_box.auth.principal import Principal
@@ -23,6 +23,12 @@ from telentir_box.voice.twilio_webhooks import Params, verify_twilio
 from telentir_box.voice.usage import CallUsage, call_usage
 
 TWIML = "text/xml"
+CallQuery = Annotated[
+    str | None, QueryParameter(max_length=64, description="the box's id of an outbound call")
+]
+PeriodQuery = Annotated[
+    str | None, QueryParameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="a month, YYYY-MM (UTC)")
+]
 
 
 class WebhookAck(msgspec.Struct):
@@ -66,7 +72,7 @@ class CallUsageController(Controller):
         self,
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
-        period: Annotated[str | None, Parameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+        period: PeriodQuery = None,
     ) -> CallUsage:
         return await call_usage(box.db, principal.user_id, period, box.clock())
 
@@ -103,7 +109,7 @@ class WebhookController(Controller):
         summary="Twilio voice webhook (X-Twilio-Signature): the TwiML that hands the call to the agent",
     )
     async def twilio_voice(
-        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: str | None = None
+        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: CallQuery = None
     ) -> Response[str]:
         params = await _twilio_params(box, request, "voice")
         twiml = await box.voice.twilio_webhooks.voice(params, call)
@@ -112,7 +118,7 @@ class WebhookController(Controller):
 
     @post("/twilio/status", status_code=204, summary="Twilio call status callback (X-Twilio-Signature)")
     async def twilio_status(
-        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: str | None = None
+        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: CallQuery = None
     ) -> None:
         params = await _twilio_params(box, request, "status")
         await box.voice.twilio_webhooks.status(params, call)
@@ -121,7 +127,7 @@ class WebhookController(Controller):
         "/twilio/recording", status_code=204, summary="Twilio recording status callback (X-Twilio-Signature)"
     )
     async def twilio_recording(
-        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: str | None = None
+        self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: CallQuery = None
     ) -> None:
         params = await _twilio_params(box, request, "recording")
         await box.voice.twilio_webhooks.recording(params, call)
