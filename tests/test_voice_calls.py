@@ -277,7 +277,11 @@ def test_calls_inbound_with_personalization_from_a_published_contact(
 
     call = twilio.inbound(caller_phone, bob.number)
     voice = twilio.voice(call)
-    assert voice.status_code == 200 and voice.text == TWIML
+    recording = (
+        '<Start><Recording recordingStatusCallback="https://box.example.com/api/webhooks/twilio/recording"'
+        ' recordingStatusCallbackEvent="completed absent" recordingStatusCallbackMethod="POST"/></Start>'
+    )
+    assert voice.status_code == 200 and voice.text == TWIML.replace("<Response>", "<Response>" + recording)
     registered = elevenlabs.registered[-1]
     assert registered["direction"] == "inbound" and registered["from_number"] == caller_phone
     assert (

@@ -17,7 +17,7 @@ from telentir_box.telephony.twilio_client import TwilioClient
 from telentir_box.voice.calls import CallLedger, iso_before
 from telentir_box.voice.elevenlabs_webhooks import ElevenLabsWebhooks
 from telentir_box.voice.personalize import Personalizer
-from telentir_box.voice.session import CallPlacer
+from telentir_box.voice.session import WEBHOOK_PATHS, CallPlacer
 from telentir_box.voice.twilio_webhooks import TwilioWebhooks
 
 log = logging.getLogger("telentir_box.calls")
@@ -55,6 +55,10 @@ class Voice:
             await asyncio.sleep(SWEEP_SECONDS)
 
 
+def webhook_url(config: Config, name: str) -> str:
+    return config.server.public_url.rstrip("/") + WEBHOOK_PATHS[name]
+
+
 def build_voice(
     config: Config, db: Database, keyring: Keyring, twilio: TwilioClient | None, elevenlabs: ElevenLabs
 ) -> Voice:
@@ -62,7 +66,9 @@ def build_voice(
     return Voice(
         ledger=ledger,
         placer=CallPlacer(db, keyring, ledger, twilio, elevenlabs, config.calls, config.server.public_url),
-        twilio_webhooks=TwilioWebhooks(db, keyring, ledger, twilio, elevenlabs, config.calls),
+        twilio_webhooks=TwilioWebhooks(
+            db, keyring, ledger, twilio, elevenlabs, config.calls, webhook_url(config, "recording")
+        ),
         elevenlabs_webhooks=ElevenLabsWebhooks(db, keyring, ledger, config.calls),
         personalizer=Personalizer(db, keyring, ledger),
         config=config,

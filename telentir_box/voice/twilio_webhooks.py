@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
 
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
@@ -74,6 +75,20 @@ def verify_twilio(
     return params
 
 
+def with_recording(twiml: str, callback_url: str) -> str:
+    """ElevenLabs' TwiML with a recording started first: an outbound call is recorded by
+    calls.create, an inbound one (the number's webhook asks for nothing) this way."""
+    start = twiml.find("<Response")
+    end = twiml.find(">", start)
+    if start < 0 or end < 0 or twiml[end - 1] == "/":
+        return twiml
+    recording = (
+        f'<Start><Recording recordingStatusCallback="{escape(callback_url, {chr(34): "&quot;"})}"'
+        ' recordingStatusCallbackEvent="completed absent" recordingStatusCallbackMethod="POST"/></Start>'
+    )
+    return twiml[: end + 1] + recording + twiml[end + 1 :]
+
+
 def hang_up_twiml() -> str:
     response = VoiceResponse()
     response.say(SORRY)
@@ -89,6 +104,7 @@ class TwilioWebhooks:
     twilio: TwilioClient | None
     elevenlabs: ElevenLabs
     limits: CallsConfig
+    recording_url: str
 
     async def voice(self, params: Params, call_id: str | None) -> str:
         """The TwiML for a call Twilio connects: the ElevenLabs agent, or a polite
@@ -101,12 +117,13 @@ class TwilioWebhooks:
         if live is None:
             return hang_up_twiml()
         try:
-            return await self.elevenlabs.register_call(
+            twiml = await self.elevenlabs.register_call(
                 from_number=theirs if direction == "inbound" else ours,
                 to_number=ours if direction == "inbound" else theirs,
                 direction=direction,
                 client_data=initiation_data(live),
             )
+            return with_recording(twiml, self.recording_url) if direction == "inbound" else twiml
         except AppError as exc:
             log.warning("ElevenLabs did not take the call", extra={"reason": exc.message})
             return hang_up_twiml()
