@@ -25,6 +25,7 @@ from telentir_box.crypto.keyring import Keyring
 from telentir_box.crypto.user_jwt import JwtInvalid, verify_user_jwt
 from telentir_box.db import calls as repo
 from telentir_box.db import telephony as numbers_repo
+from telentir_box.db.connection import Connection
 from telentir_box.db.database import Database, Transaction
 from telentir_box.errors import AppError, ServiceUnavailable, ValidationFailed
 from telentir_box.store.servers import user_server_key
@@ -155,6 +156,9 @@ class CallPlacer:
         expires = datetime.fromtimestamp(float(claims["exp"]) + 60, UTC).isoformat()
 
         async def open_call(tx: Transaction) -> repo.CallRow:
+            # Counted again where the call is opened, so two requests at once cannot
+            # both take the last place.
+            await self._check_limits(user_id, tx.conn)
             if not await repo.spend_session_token(tx, digest, user_id, expires):
                 raise JwtReused()
             return await self.ledger.open_call(
@@ -198,12 +202,15 @@ class CallPlacer:
                 return number
         raise NoUsableNumber()
 
-    async def _check_limits(self, user_id: str) -> None:
-        async with self.db.reading() as conn:
-            mine = await repo.count_open_calls(conn, user_id)
-            everyone = await repo.count_open_calls(conn)
+    async def _check_limits(self, user_id: str, conn: Connection | None = None) -> None:
+        if conn is None:
+            async with self.db.reading() as reader:
+                return await self._check_limits(user_id, reader)
+        mine = await repo.count_open_calls(conn, user_id)
+        everyone = await repo.count_open_calls(conn)
         if mine >= self.limits.max_concurrent_per_user or everyone >= self.limits.max_concurrent:
             raise CallLimitReached()
+        return None
 
 
 def _placed(row: repo.CallRow, sid: str) -> Change | None:
