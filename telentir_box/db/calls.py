@@ -88,6 +88,50 @@ async def update_call(tx: Transaction, call_id: str, changes: dict[str, Any]) ->
     return _call(rows[0])
 
 
+async def object_key_id(conn: Connection, user_id: str, object_id: str) -> str | None:
+    rows = await conn.execute_fetchall(
+        "SELECT key_id FROM objects WHERE id = ? AND user_id = ?", (object_id, user_id)
+    )
+    return rows[0][0] if rows else None
+
+
+async def insert_call_object(
+    tx: Transaction,
+    user_id: str,
+    object_id: str,
+    key_id: str,
+    parent: str,
+    content: bytes | bytearray,
+    auth_tag: bytes,
+) -> int:
+    """A call's object (its record or a child): its content written piece by piece into
+    a zeroblob, so a recording is never copied whole. Answers its seq."""
+    rows = await tx.conn.execute_fetchall(
+        "INSERT INTO objects (id, user_id, key_id, related_object_id, content, auth_tag, metadata,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, zeroblob(?), ?, '{}', ?, ?) RETURNING seq",
+        (object_id, user_id, key_id, parent, len(content), auth_tag, tx.now, tx.now),
+    )
+    seq = int(rows[0][0])
+    await tx.conn.write_blob("objects", "content", seq, content)
+    return seq
+
+
+async def replace_call_object(
+    tx: Transaction, user_id: str, object_id: str, key_id: str, content: bytes | bytearray, auth_tag: bytes
+) -> int | None:
+    """A new version (key, content, tag) of a call's object; its seq, or None if gone."""
+    rows = await tx.conn.execute_fetchall(
+        "UPDATE objects SET key_id = ?, content = zeroblob(?), auth_tag = ?, updated_at = ?"
+        " WHERE id = ? AND user_id = ? RETURNING seq",
+        (key_id, len(content), auth_tag, tx.now, object_id, user_id),
+    )
+    if not rows:
+        return None
+    seq = int(rows[0][0])
+    await tx.conn.write_blob("objects", "content", seq, content)
+    return seq
+
+
 async def count_open_calls(conn: Connection, user_id: str | None = None) -> int:
     """Calls not yet ended (no final Twilio status), of one user or of the whole box."""
     sql = "SELECT count(*) FROM calls WHERE final = 0 AND ended_at IS NULL"

@@ -25,6 +25,9 @@ Row = sqlite3.Row
 Params = Sequence[Any] | dict[str, Any]
 
 
+BLOB_PIECE_BYTES = 1 << 20
+
+
 class Cursor:
     __slots__ = ("_cursor",)
 
@@ -94,6 +97,18 @@ class Connection:
     async def last_insert_rowid(self) -> int:
         """After `executemany`, whose cursor does not report it."""
         return int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+    async def write_blob(self, table: str, column: str, rowid: int, data: bytes | bytearray) -> None:
+        """Fill a zeroblob already in place with `data`, a piece at a time, in a thread:
+        binding a value of tens of MB would have SQLite copy it whole, twice."""
+
+        def write() -> None:
+            view = memoryview(data)
+            with self._conn.blobopen(table, column, rowid) as blob:
+                for start in range(0, len(view), BLOB_PIECE_BYTES):
+                    blob.write(view[start : start + BLOB_PIECE_BYTES])
+
+        await asyncio.to_thread(write)
 
     async def rollback(self) -> None:
         self._conn.rollback()

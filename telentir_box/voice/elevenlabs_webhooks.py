@@ -29,7 +29,7 @@ log = logging.getLogger("telentir_box.calls")
 TOLERANCE_SECONDS = 30 * 60
 FUTURE_SKEW_SECONDS = 5 * 60
 HANDLED = frozenset({"post_call_transcription", "post_call_audio", "call_initiation_failure"})
-_B64_CHUNK = 4 * 1024 * 1024
+_B64_CHUNK = 256 * 1024
 
 
 class WebhookSignatureInvalid(AppError):

@@ -5,7 +5,6 @@ same events as any write. Recordings may be larger than a client may write."""
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +14,14 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring
+from telentir_box.db import calls as calls_repo
 from telentir_box.db import keys as keys_repo
-from telentir_box.db import objects as objects_repo
 from telentir_box.db.connection import Connection
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import record_events
 from telentir_box.errors import NotFound
 from telentir_box.ids import new_id
-from telentir_box.store.codec import IV_BYTES, TAG_BYTES, object_record
+from telentir_box.store.codec import IV_BYTES, TAG_BYTES
 from telentir_box.store.models import DEFAULT_SERVER, STORES, ObjectRecord
 from telentir_box.store.root import ensure_provisioned
 
@@ -43,7 +42,8 @@ class Sealed:
     server: str
     wrapped: bytes
     iv: bytes
-    content: bytes
+    # A bytearray for recordings: copying tens of MB into bytes would double them.
+    content: bytes | bytearray
     auth_tag: bytes
 
 
@@ -64,7 +64,7 @@ def seal_parts(public_spki: str, server: str, parts: list[bytes | memoryview]) -
     wrapped = rsa_keys.wrap(rsa_keys.parse_spki(public_spki), aes)
     tag = encryptor.tag
     assert len(tag) == TAG_BYTES
-    return Sealed(new_id("key"), server, wrapped, iv, bytes(out), tag)
+    return Sealed(new_id("key"), server, wrapped, iv, out, tag)
 
 
 def seal_document(public_spki: str, server: str, document: Any) -> Sealed:
@@ -86,12 +86,21 @@ async def calls_store_id(db: Database, keyring: Keyring, user_id: str) -> str:
 
 async def create_object(tx: Transaction, user_id: str, parent: str, sealed: Sealed) -> str:
     await keys_repo.insert_keys(tx, user_id, sealed.server, [(sealed.key_id, sealed.wrapped, sealed.iv)])
-    new = objects_repo.NewObject(new_id("obj"), sealed.key_id, parent, sealed.content, sealed.auth_tag, "{}")
-    rows = await objects_repo.insert_objects(tx, user_id, [new])
-    record = (
-        object_record(rows[0])
-        if len(sealed.content) <= EVENT_CONTENT_MAX_BYTES
-        else _without_content(rows[0])
+    object_id = new_id("obj")
+    await calls_repo.insert_call_object(
+        tx, user_id, object_id, sealed.key_id, parent, sealed.content, sealed.auth_tag
+    )
+    inline = len(sealed.content) <= EVENT_CONTENT_MAX_BYTES
+    record = ObjectRecord(
+        id=object_id,
+        metadata={},
+        created_at=tx.now,
+        updated_at=tx.now,
+        user_id=user_id,
+        key_id=sealed.key_id,
+        auth_tag=sealed.auth_tag.hex() if inline else "",
+        content=sealed.content.hex() if inline else "",
+        related_object_id=parent,
     )
     await record_events(
         tx,
@@ -101,39 +110,27 @@ async def create_object(tx: Transaction, user_id: str, parent: str, sealed: Seal
             ("object_created", record),
         ],
     )
-    return new.id
-
-
-def _without_content(row: objects_repo.ObjectRow) -> ObjectRecord:
-    return object_record(dataclasses.replace(row, content=b"", auth_tag=b""))
+    return object_id
 
 
 async def replace_object(tx: Transaction, user_id: str, object_id: str, sealed: Sealed) -> None:
     """A new version of `object_id` under a fresh key; the old key goes with it."""
-    old = await objects_repo.get_object(tx.conn, user_id, object_id)
-    if old is None:
+    old_key = await calls_repo.object_key_id(tx.conn, user_id, object_id)
+    if old_key is None:
         raise NotFound("the call's object is gone")
     await keys_repo.insert_keys(tx, user_id, sealed.server, [(sealed.key_id, sealed.wrapped, sealed.iv)])
-    row = await objects_repo.update_object(
-        tx,
-        user_id,
-        object_id,
-        key_id=sealed.key_id,
-        related_object_id=None,
-        content=sealed.content,
-        auth_tag=sealed.auth_tag,
-        metadata=None,
+    await calls_repo.replace_call_object(
+        tx, user_id, object_id, sealed.key_id, sealed.content, sealed.auth_tag
     )
-    assert row is not None
-    await tx.conn.execute("DELETE FROM keys WHERE id = ? AND user_id = ?", (old.key_id, user_id))
-    payload = {"object_id": row.id, "key_id": row.key_id, "user_id": user_id, "updated_at": row.updated_at}
+    await tx.conn.execute("DELETE FROM keys WHERE id = ? AND user_id = ?", (old_key, user_id))
+    payload = {"object_id": object_id, "key_id": sealed.key_id, "user_id": user_id, "updated_at": tx.now}
     await record_events(
         tx,
         user_id,
         [
             ("key_created", {"key_id": sealed.key_id, "user_id": user_id, "created_at": tx.now}),
             ("object_updated", payload),
-            ("key_deleted", {"key_id": old.key_id, "user_id": user_id, "deleted_at": tx.now}),
+            ("key_deleted", {"key_id": old_key, "user_id": user_id, "deleted_at": tx.now}),
         ],
     )
 

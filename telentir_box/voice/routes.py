@@ -90,11 +90,21 @@ async def _twilio_params(box: Box, request: Request[Any, Any, Any], name: str) -
 
 
 async def _raw_body(request: Request[Any, Any, Any], limit: int) -> bytearray:
-    body = bytearray()
+    """The body as one bytearray, filled in place when its length is announced: a
+    post_call_audio body is tens of MB, and growing it chunk by chunk copies it."""
+    declared = request.headers.get("content-length", "")
+    size = int(declared) if declared.isdigit() else 0
+    if size > limit:
+        raise PayloadTooLarge(f"The webhook body is larger than {limit} bytes")
+    body, filled = bytearray(size), 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"The webhook body is larger than {limit} bytes")
+        if filled + len(chunk) > len(body):
+            if filled + len(chunk) > limit:
+                raise PayloadTooLarge(f"The webhook body is larger than {limit} bytes")
+            body.extend(b"\0" * (filled + len(chunk) - len(body)))
+        body[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    del body[filled:]
     return body
 
 
