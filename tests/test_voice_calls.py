@@ -222,7 +222,8 @@ def test_calls_outbound_end_to_end_one_record_with_transcript_and_recording(
     assert elevenlabs.send(transcription(conversation, placed.sid)).status_code == 200
     for payload in (transcription(conversation, placed.sid), post_call_audio(conversation, el_audio)):
         assert elevenlabs.send(payload).status_code == 200
-    assert twilio.recording(placed)[1].status_code == 204
+    late_sid, late = twilio.recording(placed)
+    assert late.status_code == 204 and late_sid not in twilio.recordings  # not needed, still deleted
 
     [final] = alice.calls()
     assert final["id"] == ongoing["id"]

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from telentir_box.config import CallsConfig
 from telentir_box.crypto import rsa as rsa_keys
 from telentir_box.crypto.keyring import Keyring
-from telentir_box.crypto.user_jwt import JwtInvalid, verify_user_jwt
+from telentir_box.crypto.user_jwt import CLOCK_SKEW_SECONDS, JwtInvalid, verify_user_jwt
 from telentir_box.db import calls as repo
 from telentir_box.db import telephony as numbers_repo
 from telentir_box.db.connection import Connection
@@ -153,7 +153,7 @@ class CallPlacer:
         live = live_details(payload, number, voice_id)
         store = await calls_store_id(self.db, self.keyring, user_id)
         digest = hashlib.sha256(body.jwt.encode()).hexdigest()
-        expires = datetime.fromtimestamp(float(claims["exp"]) + 60, UTC).isoformat()
+        expires = iso_before(datetime.fromtimestamp(float(claims["exp"]), UTC), -CLOCK_SKEW_SECONDS)
 
         async def open_call(tx: Transaction) -> repo.CallRow:
             # Counted again where the call is opened, so two requests at once cannot

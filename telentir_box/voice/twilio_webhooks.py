@@ -189,16 +189,17 @@ class TwilioWebhooks:
             row = await find_in(conn, call_id, sid)
         if row is None or row.recording_sid == recording_sid or not recording_sid:
             return
-        if status != "completed" or row.audio_source == "elevenlabs" or row.final:
-            await self.ledger.fold(find, lambda r, _: Change({"recording_sid": recording_sid}))
-            return
         assert self.twilio is not None
-        audio = await self.twilio.fetch_recording(params.get("RecordingUrl") or "", MAX_RECORDING_BYTES)
-        async with self.db.reading() as conn:
-            public = await server_public_key_read(conn, row.user_id, row.server)
-        sealed = await asyncio.to_thread(seal_audio, public, row.server, audio, "twilio")
-        await self.ledger.fold(find, lambda r, _: _store_recording(r, recording_sid, sealed))
-        if not self.limits.keep_twilio_recordings:
+        if status == "completed" and row.audio_source != "elevenlabs" and not row.final:
+            audio = await self.twilio.fetch_recording(params.get("RecordingUrl") or "", MAX_RECORDING_BYTES)
+            async with self.db.reading() as conn:
+                public = await server_public_key_read(conn, row.user_id, row.server)
+            sealed = await asyncio.to_thread(seal_audio, public, row.server, audio, "twilio")
+            await self.ledger.fold(find, lambda r, _: _store_recording(r, recording_sid, sealed))
+        else:
+            await self.ledger.fold(find, lambda r, _: _note_recording(r, recording_sid))
+        # The box holds what it keeps of the call; Twilio's copy goes (stored or not needed).
+        if status == "completed" and not self.limits.keep_twilio_recordings:
             await self.twilio.delete_recording(recording_sid)
 
     @staticmethod
@@ -227,6 +228,10 @@ def _learn_sid(row: repo.CallRow, sid: str) -> Change | None:
     return Change({"call_sid": sid}) if row.call_sid is None and sid else None
 
 
+def _note_recording(row: repo.CallRow, recording_sid: str) -> Change | None:
+    return Change({"recording_sid": recording_sid}) if row.recording_sid is None else None
+
+
 def _store_recording(row: repo.CallRow, recording_sid: str, sealed: Sealed) -> Change | None:
     if row.audio_source == "elevenlabs" or row.recording_sid == recording_sid:
         return Change({"recording_sid": recording_sid}) if row.recording_sid is None else None
@@ -251,6 +256,8 @@ def fold_status(row: repo.CallRow, params: Params) -> Change | None:
         return None
     now = iso_before(datetime.now(UTC), 0)
     columns: dict[str, object] = {"twilio_status": status, "twilio_sequence": sequence}
+    if row.call_sid is None and params.get("CallSid"):
+        columns["call_sid"] = params.get("CallSid")
     if params.get("AnsweredBy"):
         columns["answered_by"] = params.get("AnsweredBy")
     if status == "in-progress" and row.answered_at is None:
