@@ -42,6 +42,7 @@ from tests.store_client import StoreClient
 from tests.telephony_support import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    PUBLIC_URL,
     Caller,
     agent,
     assert_error,
@@ -351,6 +352,17 @@ def test_calls_refuse_forged_and_stale_webhooks(
     assert_error(elevenlabs.send(None, raw=body + b" ", signature=tampered), 401, "WEBHOOK_SIGNATURE_INVALID")
     assert_error(http.post("/api/webhooks/elevenlabs", content=body), 401, "WEBHOOK_SIGNATURE_INVALID")
     assert elevenlabs.send({"type": "something_new", "data": {}}).status_code == 200
+    assert_error(elevenlabs.send(None, raw=b"{"), 400, "VALIDATION_ERROR")
+    conversation = "conv_" + secrets.token_hex(8)
+    assert elevenlabs.send(transcription(conversation, placed.sid)).status_code == 200
+    bad_audio = {
+        "type": "post_call_audio",
+        "data": {"conversation_id": conversation, "full_audio": "!!notb64"},
+    }
+    assert_error(elevenlabs.send(bad_audio), 400, "VALIDATION_ERROR")
+    no_sid = {"CallStatus": "completed", "SequenceNumber": "50"}
+    assert twilio.post(f"{PUBLIC_URL}/api/webhooks/twilio/status", no_sid).status_code == 204
+    before = alice.calls()
 
     assert_error(
         elevenlabs.personalize({"call_sid": placed.sid}, secret="wrong"), 401, "WEBHOOK_UNAUTHORIZED"
@@ -539,8 +551,16 @@ def test_calls_sweep_makes_stale_calls_final_and_drops_unmatched_webhooks(
         elevenlabs__api_base=elevenlabs.url,
         elevenlabs__agent_id=AGENT_ID,
         elevenlabs__webhook_secret=WEBHOOK_SECRET,
+        elevenlabs__max_webhook_bytes="2048",
     )
     with TestClient(create_app(load_config(environ=env))) as app:
+        large = json.dumps(post_call_audio("conv_large", b"\xff" * 4096)).encode()
+        response = app.post(
+            "/api/webhooks/elevenlabs",
+            content=large,
+            headers={"elevenlabs-signature": elevenlabs_signature(large)},
+        )
+        assert_error(response, 413, "PAYLOAD_TOO_LARGE")
         caller = Caller(
             app, create_user(env, "sweep@example.com", "--phone-verified", "--api-key", "k")["api_key"], ""
         )

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from telentir_box.config import Config
+from telentir_box.config import CallsConfig, Config
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import calls as repo
 from telentir_box.db.database import Database
@@ -31,12 +31,12 @@ class Voice:
     twilio_webhooks: TwilioWebhooks
     elevenlabs_webhooks: ElevenLabsWebhooks
     personalizer: Personalizer
-    config: Config
+    limits: CallsConfig
 
     async def sweep(self, now: datetime) -> None:
         """Calls whose callbacks stopped coming are made final with what the box has;
         webhooks that never found their call are dropped."""
-        limits = self.config.calls
+        limits = self.limits
         async with self.ledger.db.reading() as conn:
             stale = await repo.list_open_calls_started_before(
                 conn, iso_before(now, limits.finalize_after_seconds)
@@ -71,5 +71,5 @@ def build_voice(
         ),
         elevenlabs_webhooks=ElevenLabsWebhooks(db, keyring, ledger, config.calls),
         personalizer=Personalizer(db, keyring, ledger),
-        config=config,
+        limits=config.calls,
     )
