@@ -131,19 +131,25 @@ class ElevenLabsWebhooks:
     ledger: CallLedger
     limits: CallsConfig
 
-    async def receive(self, body: bytearray) -> None:
-        """Fold a verified webhook into its call, or keep it until the call is known."""
+    async def receive(self, pending: list[bytearray]) -> None:
+        """Fold a verified webhook into its call, or keep it until the call is known.
+        The body is taken out of `pending` so that, once a recording is sealed, nothing
+        holds the webhook's copy of it any more."""
+        body = pending.pop()
         event = parse_event(body)
         if event is None:
             return
         conversation_id, sid = event.conversation_id, call_sid_of(event)
+        transcribed = isinstance(event, Transcription)
         async with self.db.reading() as conn:
             row = await _find(conn, conversation_id, sid)
         if row is None:
             await self._keep(conversation_id or "", sid, body)
             return
-        await self._apply(row, event)
-        if isinstance(event, Transcription):
+        holder: list[Event] = [event]
+        del event, body
+        await self._apply(row, holder)
+        if transcribed:
             await self.replay(conversation_id, sid)
 
     async def replay(self, conversation_id: str | None, sid: str | None) -> None:
@@ -159,33 +165,51 @@ class ElevenLabsWebhooks:
                 row = await _find(conn, event.conversation_id, call_sid_of(event))
             if row is None:
                 continue
-            await self._apply(row, event)
+            holder: list[Event] = [event]
+            del event
+            await self._apply(row, holder)
             await self.db.write(lambda tx, i=waiting_id: repo.drop_waiting_webhook(tx, i))
 
     async def _keep(self, conversation_id: str, sid: str | None, body: bytearray) -> None:
-        sealed = await asyncio.to_thread(self.keyring.sealer("call-webhook").seal, bytes(body))
+        sealed = await asyncio.to_thread(self.keyring.sealer("call-webhook").seal, body)
         await self.db.write(lambda tx: repo.keep_waiting_webhook(tx, conversation_id, sid, sealed))
         log.info("post-call webhook kept until its call is known", extra={"conversation_id": conversation_id})
 
-    async def _apply(self, row: repo.CallRow, event: Event) -> None:
+    async def _apply(self, row: repo.CallRow, holder: list[Event]) -> None:
+        if isinstance(holder[0], Audio):
+            await self._apply_audio(row, holder)
+            return
+        event = holder.pop()
+
         async def find(tx: Transaction) -> repo.CallRow | None:
             return await repo.get_call(tx.conn, row.id)
 
         if isinstance(event, InitiationFailure):
             await self.ledger.fold(find, lambda r, _: fold_failure(r, event))
             return
-        if isinstance(event, Transcription) and row.transcription_object_id is not None:
-            return
-        if isinstance(event, Audio) and row.audio_source == "elevenlabs":
+        if not isinstance(event, Transcription) or row.transcription_object_id is not None:
             return
         async with self.db.reading() as conn:
             public = await server_public_key_read(conn, row.user_id, row.server)
-        if isinstance(event, Transcription):
-            sealed = await asyncio.to_thread(seal_document, public, row.server, transcription_document(event))
-            await self.ledger.fold(find, lambda r, live: fold_transcription(r, live, event, sealed))
-        else:
-            sealed = await asyncio.to_thread(seal_elevenlabs_audio, public, row.server, event.full_audio)
-            await self.ledger.fold(find, lambda r, _: fold_audio(r, sealed))
+        sealed = await asyncio.to_thread(seal_document, public, row.server, transcription_document(event))
+        await self.ledger.fold(find, lambda r, live: fold_transcription(r, live, event, sealed))
+
+    async def _apply_audio(self, row: repo.CallRow, holder: list[Event]) -> None:
+        """The audio is sealed straight from the webhook body, which is let go before
+        the sealed copy is written."""
+        if row.audio_source == "elevenlabs":
+            return
+        async with self.db.reading() as conn:
+            public = await server_public_key_read(conn, row.user_id, row.server)
+        audio = holder.pop()
+        assert isinstance(audio, Audio)
+        sealed = await asyncio.to_thread(seal_elevenlabs_audio, public, row.server, audio.full_audio)
+        del audio
+
+        async def find(tx: Transaction) -> repo.CallRow | None:
+            return await repo.get_call(tx.conn, row.id)
+
+        await self.ledger.fold(find, lambda r, _: fold_audio(r, sealed))
 
 
 async def _find(conn: Any, conversation_id: str | None, sid: str | None) -> repo.CallRow | None:

@@ -149,14 +149,16 @@ class WebhookController(Controller):
         summary="ElevenLabs post-call webhook (ElevenLabs-Signature): transcription, audio, failure",
     )
     async def elevenlabs(self, box: NamedDependency[Box], request: Request[Any, Any, Any]) -> WebhookAck:
-        body = await _raw_body(request, box.config.elevenlabs.max_webhook_bytes)
+        # Held in a list the receiver empties: a recording of tens of MB is let go
+        # as soon as it is sealed.
+        pending = [await _raw_body(request, box.config.elevenlabs.max_webhook_bytes)]
         verify_elevenlabs(
             box.config.elevenlabs.webhook_secret,
             request.headers.get("elevenlabs-signature"),
-            body,
+            pending[0],
             box.clock().timestamp(),
         )
-        await box.voice.elevenlabs_webhooks.receive(body)
+        await box.voice.elevenlabs_webhooks.receive(pending)
         return WebhookAck()
 
     @post(
