@@ -29,7 +29,7 @@ import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from loadgen import create_api_key, free_port, running_server
+from loadgen import RawConnection, create_api_key, encode_request, free_port, running_server
 from twilio.request_validator import RequestValidator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -96,6 +96,28 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
+async def raw_burst(
+    base_url: str, requests: list[httpx.Request], connections: int
+) -> list[tuple[float, int]]:
+    """All `requests` at once over `connections` keep-alive connections (as a sender
+    with a connection pool would), each timed from its send to its answer."""
+    url = httpx.URL(base_url)
+    payloads = [encode_request(r) for r in requests]
+    opened = [await RawConnection.open(url.host, url.port or 80) for _ in range(connections)]
+    results: list[tuple[float, int]] = []
+
+    async def run(connection: RawConnection, share: list[bytes]) -> None:
+        for payload in share:
+            started = time.perf_counter()
+            status = await connection.exchange(payload)
+            results.append((time.perf_counter() - started, status))
+
+    await asyncio.gather(*(run(c, payloads[i::connections]) for i, c in enumerate(opened)))
+    for connection in opened:
+        connection.close()
+    return results
+
+
 async def timed(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[float, int]:
     started = time.perf_counter()
     response = await http.request(method, url, **kwargs)
@@ -119,7 +141,7 @@ def el_post(base_url: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"url": base_url + "/api/webhooks/elevenlabs", "content": body, "headers": headers}
 
 
-async def bench(calls: int, audio_mb: int) -> None:
+async def bench(calls: int, audio_mb: int, connections: int) -> None:
     demo, demo_url = start_demo()
     env = {
         "TELENTIR_BOX_SERVER__PUBLIC_URL": PUBLIC_URL,
@@ -165,7 +187,9 @@ async def bench(calls: int, audio_mb: int) -> None:
                 placed.append(response.json())
             base = server.base_url
 
-            health = await asyncio.gather(*(timed(http, "GET", "/api/health") for _ in range(calls * 4)))
+            health = await raw_burst(
+                base, [httpx.Request("GET", base + "/api/health") for _ in range(calls * 4)], connections
+            )
             posts = []
             for call in placed:
                 url = f"{PUBLIC_URL}/api/webhooks/twilio/status?call={call['id']}"
@@ -177,7 +201,7 @@ async def bench(calls: int, audio_mb: int) -> None:
                         "CallDuration": "5",
                     }
                     posts.append(twilio_post(url, base, params))
-            burst = await asyncio.gather(*(timed(http, "POST", **p) for p in posts))
+            burst = await raw_burst(base, [httpx.Request("POST", **p) for p in posts], connections)
             assert all(status == 204 for _, status in burst)
 
             voice_times, personalize_times = [], []
@@ -232,8 +256,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=250, help="calls placed (4 status callbacks each)")
     parser.add_argument("--audio-mb", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=50, help="connections the burst is sent over")
     args = parser.parse_args()
-    asyncio.run(bench(args.calls, args.audio_mb))
+    asyncio.run(bench(args.calls, args.audio_mb, args.connections))
 
 
 if __name__ == "__main__":
