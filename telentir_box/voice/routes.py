@@ -117,6 +117,11 @@ class WebhookController(Controller):
         status_code=200,
         media_type=TWIML,
         summary="Twilio voice webhook (X-Twilio-Signature): the TwiML that hands the call to the agent",
+        description=(
+            "Form body as Twilio posts it (CallSid, From, To, Direction, CallStatus, ...), signed over"
+            " `public_url` + path + query with the account's auth token (403 TWILIO_SIGNATURE_INVALID)."
+            " Answers text/xml: ElevenLabs' TwiML, or a polite message and a hang-up."
+        ),
     )
     async def twilio_voice(
         self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: CallQuery = None
@@ -126,7 +131,12 @@ class WebhookController(Controller):
         await box.voice.elevenlabs_webhooks.replay(None, params.get("CallSid"))
         return Response(twiml, media_type=TWIML)
 
-    @post("/twilio/status", status_code=204, summary="Twilio call status callback (X-Twilio-Signature)")
+    @post(
+        "/twilio/status",
+        status_code=204,
+        summary="Twilio call status callback (X-Twilio-Signature)",
+        description="Form body: CallSid, CallStatus, SequenceNumber, CallDuration, AnsweredBy, ...",
+    )
     async def twilio_status(
         self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: CallQuery = None
     ) -> None:
@@ -134,7 +144,10 @@ class WebhookController(Controller):
         await box.voice.twilio_webhooks.status(params, call)
 
     @post(
-        "/twilio/recording", status_code=204, summary="Twilio recording status callback (X-Twilio-Signature)"
+        "/twilio/recording",
+        status_code=204,
+        summary="Twilio recording status callback (X-Twilio-Signature)",
+        description="Form body: CallSid, RecordingSid, RecordingUrl, RecordingStatus, RecordingDuration, ...",
     )
     async def twilio_recording(
         self, box: NamedDependency[Box], request: Request[Any, Any, Any], call: CallQuery = None
@@ -147,6 +160,12 @@ class WebhookController(Controller):
         status_code=200,
         request_max_body_size=None,
         summary="ElevenLabs post-call webhook (ElevenLabs-Signature): transcription, audio, failure",
+        description=(
+            "JSON {type, event_timestamp, data}: post_call_transcription, post_call_audio (data.full_audio,"
+            " base64 MP3) or call_initiation_failure; other types are acknowledged and ignored. Header"
+            " `ElevenLabs-Signature: t=<unix>,v0=<hex HMAC-SHA256 of 't.body'>`"
+            " (401 WEBHOOK_SIGNATURE_INVALID)."
+        ),
     )
     async def elevenlabs(self, box: NamedDependency[Box], request: Request[Any, Any, Any]) -> WebhookAck:
         # Held in a list the receiver empties: a recording of tens of MB is let go
@@ -165,6 +184,7 @@ class WebhookController(Controller):
         "/elevenlabs/personalize",
         status_code=200,
         summary="ElevenLabs conversation-initiation webhook (x-webhook-secret or Bearer): who is calling",
+        description="JSON {caller_id, agent_id, called_number, call_sid}; other keys are tolerated.",
     )
     async def personalize(self, box: NamedDependency[Box], request: Request[Any, Any, Any]) -> InitiationData:
         check_personalize_secret(
