@@ -120,6 +120,8 @@ class CallLedger:
                 columns |= await _write_child(tx, row, *change.child)
             if columns:
                 row = await repo.update_call(tx, row.id, columns)
+            if change.child is not None and change.child[0] == "audio" and row.audio_object_id:
+                await seams.remember_recording(tx, row, row.audio_object_id)
             if not row.final and is_complete(row):
                 row = await self._finalize(tx, row, live)
             return row
