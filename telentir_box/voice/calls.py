@@ -152,6 +152,7 @@ class CallLedger:
                 tx, row.user_id, row.record_object_id, seal_document(public, row.server, document)
             )
         row = await repo.update_call(tx, row.id, {"status": status, "final": 1, "live": None})
+        await seams.record_call_usage(tx, row)
         await seams.settle_call(tx, row)
         await seams.enqueue_call_deliveries(tx, row.user_id, row)
         return row

@@ -15,6 +15,10 @@ async def settle_call(tx: Transaction, row: CallRow) -> None:
     return None
 
 
+async def record_call_usage(tx: Transaction, row: CallRow) -> None:
+    return None
+
+
 async def enqueue_call_deliveries(tx: Transaction, user_id: str, row: CallRow) -> None:
     return None
 
