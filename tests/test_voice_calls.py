@@ -368,6 +368,12 @@ def test_calls_refuse_forged_and_stale_webhooks(
         elevenlabs.personalize({"call_sid": placed.sid}, secret="wrong"), 401, "WEBHOOK_UNAUTHORIZED"
     )
     assert_error(http.post("/api/webhooks/elevenlabs/personalize", json={}), 401, "WEBHOOK_UNAUTHORIZED")
+    malformed = http.post(
+        "/api/webhooks/elevenlabs/personalize",
+        content=b'{"call_sid": 5}',
+        headers={"authorization": f"Bearer {PERSONALIZE_SECRET}", "content-type": "application/json"},
+    )
+    assert_error(malformed, 400, "VALIDATION_ERROR")
     assert alice.calls() == before
 
 
@@ -417,6 +423,13 @@ def test_calls_session_call_refusals_place_nothing(
         "VALIDATION_ERROR",
     )
     assert_error(http.post("/api/session/call", json={"jwt": "x", "server": "default"}), 401, "UNAUTHORIZED")
+    huge = {"jwt": "x" * 2_000_000, "server": "default"}
+    assert_error(alice.caller.request("POST", "/session/call", json=huge), 413, "PAYLOAD_TOO_LARGE")
+    assert_error(
+        alice.caller.request("POST", "/session/call", json={"jwt": 1, "server": "default"}),
+        400,
+        "VALIDATION_ERROR",
+    )
     carol = make_user(http, server, "carol@example.com", buy=False)
     assert_error(carol.call(carol.jwt(prompt_payload())), 409, "NO_USABLE_NUMBER")
     assert len(twilio.placed) == placed
