@@ -4,7 +4,7 @@ session-call JWTs, and post-call webhooks waiting for their call."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import IO, Any
 
 from telentir_box.db.connection import Connection, Row
 from telentir_box.db.database import Transaction
@@ -101,7 +101,8 @@ async def insert_call_object(
     object_id: str,
     key_id: str,
     parent: str,
-    content: bytes | bytearray,
+    content: bytes | IO[bytes],
+    size: int,
     auth_tag: bytes,
 ) -> int:
     """A call's object (its record or a child): its content written piece by piece into
@@ -109,7 +110,7 @@ async def insert_call_object(
     rows = await tx.conn.execute_fetchall(
         "INSERT INTO objects (id, user_id, key_id, related_object_id, content, auth_tag, metadata,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, zeroblob(?), ?, '{}', ?, ?) RETURNING seq",
-        (object_id, user_id, key_id, parent, len(content), auth_tag, tx.now, tx.now),
+        (object_id, user_id, key_id, parent, size, auth_tag, tx.now, tx.now),
     )
     seq = int(rows[0][0])
     await tx.conn.write_blob("objects", "content", seq, content)
@@ -117,13 +118,19 @@ async def insert_call_object(
 
 
 async def replace_call_object(
-    tx: Transaction, user_id: str, object_id: str, key_id: str, content: bytes | bytearray, auth_tag: bytes
+    tx: Transaction,
+    user_id: str,
+    object_id: str,
+    key_id: str,
+    content: bytes | IO[bytes],
+    size: int,
+    auth_tag: bytes,
 ) -> int | None:
     """A new version (key, content, tag) of a call's object; its seq, or None if gone."""
     rows = await tx.conn.execute_fetchall(
         "UPDATE objects SET key_id = ?, content = zeroblob(?), auth_tag = ?, updated_at = ?"
         " WHERE id = ? AND user_id = ? RETURNING seq",
-        (key_id, len(content), auth_tag, tx.now, object_id, user_id),
+        (key_id, size, auth_tag, tx.now, object_id, user_id),
     )
     if not rows:
         return None

@@ -5,9 +5,11 @@ same events as any write. Recordings may be larger than a client may write."""
 
 from __future__ import annotations
 
+import io
 import secrets
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -35,6 +37,19 @@ EVENT_CONTENT_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
+class Spooled:
+    """Ciphertext of a recording, kept in an unnamed temporary file rather than in
+    memory: SQLite builds the whole row in memory while storing it, and the webhook's
+    copy, the ciphertext and that row side by side would triple the recording."""
+
+    file: IO[bytes]
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@dataclass(frozen=True, slots=True)
 class Sealed:
     """A document encrypted under a fresh AES key, the key wrapped for one server."""
 
@@ -42,29 +57,36 @@ class Sealed:
     server: str
     wrapped: bytes
     iv: bytes
-    # A bytearray for recordings: copying tens of MB into bytes would double them.
-    content: bytes | bytearray
+    content: bytes | Spooled
     auth_tag: bytes
+
+    def stored(self) -> tuple[bytes | IO[bytes], int]:
+        """The content as the repository writes it, and its size."""
+        if isinstance(self.content, Spooled):
+            return self.content.file, self.content.size
+        return self.content, len(self.content)
 
 
 def seal_parts(public_spki: str, server: str, parts: list[bytes | memoryview]) -> Sealed:
-    """The concatenation of `parts` sealed without ever joining them: a recording is
-    encrypted piece by piece into one buffer (CPU-heavy for large ones: run in a thread)."""
+    """The concatenation of `parts` sealed without ever joining them, piece by piece;
+    past EVENT_CONTENT_MAX_BYTES into a temporary file (CPU-heavy for large ones: run
+    in a thread)."""
     aes, iv = secrets.token_bytes(32), secrets.token_bytes(IV_BYTES)
     encryptor = Cipher(algorithms.AES(aes), modes.GCM(iv)).encryptor()
     size = sum(len(p) for p in parts)
-    out = bytearray(size + 15)
-    written = 0
+    spool = size > EVENT_CONTENT_MAX_BYTES
+    # Closed (and so removed) when the Sealed is dropped: a write may run more than once.
+    sink: IO[bytes] = tempfile.TemporaryFile() if spool else io.BytesIO()  # noqa: SIM115
     for part in parts:
         view = memoryview(part)
         for start in range(0, len(view), _CHUNK):
-            written += encryptor.update_into(view[start : start + _CHUNK], memoryview(out)[written:])
-    encryptor.finalize()
-    del out[written:]
+            sink.write(encryptor.update(view[start : start + _CHUNK]))
+    sink.write(encryptor.finalize())
     wrapped = rsa_keys.wrap(rsa_keys.parse_spki(public_spki), aes)
     tag = encryptor.tag
     assert len(tag) == TAG_BYTES
-    return Sealed(new_id("key"), server, wrapped, iv, out, tag)
+    content: bytes | Spooled = Spooled(sink, size) if spool else sink.getvalue()  # type: ignore[attr-defined]
+    return Sealed(new_id("key"), server, wrapped, iv, content, tag)
 
 
 def seal_document(public_spki: str, server: str, document: Any) -> Sealed:
@@ -88,9 +110,9 @@ async def create_object(tx: Transaction, user_id: str, parent: str, sealed: Seal
     await keys_repo.insert_keys(tx, user_id, sealed.server, [(sealed.key_id, sealed.wrapped, sealed.iv)])
     object_id = new_id("obj")
     await calls_repo.insert_call_object(
-        tx, user_id, object_id, sealed.key_id, parent, sealed.content, sealed.auth_tag
+        tx, user_id, object_id, sealed.key_id, parent, *sealed.stored(), sealed.auth_tag
     )
-    inline = len(sealed.content) <= EVENT_CONTENT_MAX_BYTES
+    inline = not isinstance(sealed.content, Spooled)
     record = ObjectRecord(
         id=object_id,
         metadata={},
@@ -99,7 +121,7 @@ async def create_object(tx: Transaction, user_id: str, parent: str, sealed: Seal
         user_id=user_id,
         key_id=sealed.key_id,
         auth_tag=sealed.auth_tag.hex() if inline else "",
-        content=sealed.content.hex() if inline else "",
+        content=sealed.content.hex() if isinstance(sealed.content, bytes) else "",
         related_object_id=parent,
     )
     await record_events(
@@ -120,7 +142,7 @@ async def replace_object(tx: Transaction, user_id: str, object_id: str, sealed: 
         raise NotFound("the call's object is gone")
     await keys_repo.insert_keys(tx, user_id, sealed.server, [(sealed.key_id, sealed.wrapped, sealed.iv)])
     await calls_repo.replace_call_object(
-        tx, user_id, object_id, sealed.key_id, sealed.content, sealed.auth_tag
+        tx, user_id, object_id, sealed.key_id, *sealed.stored(), sealed.auth_tag
     )
     await tx.conn.execute("DELETE FROM keys WHERE id = ? AND user_id = ?", (old_key, user_id))
     payload = {"object_id": object_id, "key_id": sealed.key_id, "user_id": user_id, "updated_at": tx.now}
