@@ -27,6 +27,7 @@ from telentir_box.telephony.inbound_routes import inbound_configuration_routes
 from telentir_box.telephony.knowledge_routes import knowledge_routes
 from telentir_box.telephony.number_routes import phone_number_routes
 from telentir_box.telephony.persona_routes import persona_routes
+from telentir_box.voice.routes import call_routes
 from telentir_box.web import openapi
 from telentir_box.web.allow import options_answer
 from telentir_box.web.csrf import requires_first_party
@@ -73,6 +74,7 @@ def create_app(
             *persona_routes,
             *knowledge_routes(config.knowledge),
             *billing_routes,
+            *call_routes,
             *extra_routes,
         ],
     )

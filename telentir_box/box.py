@@ -39,6 +39,7 @@ from telentir_box.telephony.openai_tts import OpenAI
 from telentir_box.telephony.personas import PersonaCatalog
 from telentir_box.telephony.quotes import QuoteSigner
 from telentir_box.telephony.twilio_client import build_twilio_client
+from telentir_box.voice.service import Voice, build_voice
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -65,6 +66,7 @@ class Box:
     personas: PersonaCatalog
     knowledge: Knowledge
     billing: Billing
+    voice: Voice
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -86,9 +88,12 @@ class Box:
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0), headers={"user-agent": f"telentir-box/{__version__}"}
         )
+        twilio = build_twilio_client(config.twilio, http)
+        elevenlabs = ElevenLabs(config.elevenlabs, http)
         authenticator = Authenticator(db, keyring.session_secret, keyring.derive("api-key-pepper"))
         credits = build_credits(db, config.billing, http)
         stripe_checkout = StripeCheckout(config.billing, http) if config.billing.stripe_secret_key else None
+        billing = Billing(db, config.billing, credits, stripe_checkout, utc_now)
         box = cls(
             config=config,
             db=db,
@@ -104,17 +109,18 @@ class Box:
             keygen=KeyGenerator(config.store.server_generations_per_hour),
             phone_numbers=PhoneNumbers(
                 db,
-                build_twilio_client(config.twilio, http),
+                twilio,
                 QuoteSigner(keyring, config.twilio.quote_ttl_seconds),
                 config.server.public_url,
             ),
             personas=PersonaCatalog(
-                ElevenLabs(config.elevenlabs, http),
+                elevenlabs,
                 OpenAI(config.openai, http),
                 config.personas.cache_seconds,
             ),
             knowledge=Knowledge(db, LinkFetcher(http, config.knowledge), config.knowledge),
-            billing=Billing(db, config.billing, credits, stripe_checkout, utc_now),
+            billing=billing,
+            voice=build_voice(config, db, keyring, twilio, elevenlabs, billing),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
@@ -124,6 +130,7 @@ class Box:
         box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
         box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
         box.spawn(push_call_charges_periodically(box.billing), "call-charge-recovery")
+        box.spawn(box.voice.sweep_periodically(), "call-sweep")
         return box
 
     def log_start_notes(self) -> None:

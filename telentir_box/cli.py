@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=3100, help="bind port (default 3100)")
     demo.add_argument("--delay-ms", type=float, default=0.0, help="pause between chunks of 200 leads")
+    telephony = command(
+        "demo-telephony",
+        cmd_demo_telephony,
+        "stand in for Twilio and ElevenLabs, playing every call's webhooks (dev)",
+    )
+    telephony.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    telephony.add_argument("--port", type=int, default=3200, help="bind port (default 3200)")
+    telephony.add_argument(
+        "--box-url", default="", help="where the box listens (default http://127.0.0.1:<port>)"
+    )
 
     command("version", lambda args, config: print_version(), "print the version")
     return parser
@@ -398,3 +408,16 @@ def cmd_demo_connector(args: argparse.Namespace, config: Config) -> int:
 
     print(f'demo connector: set [connect] base_url = "http://{args.host}:{args.port}"', flush=True)
     return run_demo_connector(args.host, args.port, args.delay_ms / 1000)
+
+
+def cmd_demo_telephony(args: argparse.Namespace, config: Config) -> int:
+    from telentir_box.voice.demo import run_demo_telephony
+
+    box_url = args.box_url or f"http://127.0.0.1:{config.server.port}"
+    here = f"http://{args.host}:{args.port}"
+    print(
+        f'demo telephony: set [twilio] api_base = "{here}" and [elevenlabs] api_base = "{here}";'
+        f' inbound call: POST {here}/demo/inbound {{"from": ..., "to": <your number>}}',
+        flush=True,
+    )
+    return run_demo_telephony(config, args.host, args.port, box_url)

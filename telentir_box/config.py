@@ -323,9 +323,14 @@ class ElevenLabsConfig(_Section):
     api_base: str = "https://api.elevenlabs.io"
     tts_model: str = "eleven_flash_v2_5"
     tts_output_format: str = "mp3_44100_128"
+    agent_id: str = ""
+    webhook_secret: str = ""
+    personalize_secret: str = ""
+    max_webhook_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         _check_api_base(self.api_base)
+        self._at_least(1024, "max_webhook_bytes")
 
 
 class OpenAIConfig(_Section):
@@ -384,6 +389,18 @@ class KnowledgeConfig(_Section):
                 ) from None
 
 
+class CallsConfig(_Section):
+    max_concurrent_per_user: int = 5
+    max_concurrent: int = 100
+    keep_twilio_recordings: bool = False
+    finalize_after_seconds: int = 4 * 3600
+    unmatched_webhook_seconds: int = 3600
+
+    def __post_init__(self) -> None:
+        self._at_least(1, "max_concurrent_per_user", "max_concurrent")
+        self._at_least(60, "finalize_after_seconds", "unmatched_webhook_seconds")
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
@@ -400,6 +417,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     openai: OpenAIConfig = msgspec.field(default_factory=OpenAIConfig)
     personas: PersonasConfig = msgspec.field(default_factory=PersonasConfig)
     knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
+    calls: CallsConfig = msgspec.field(default_factory=CallsConfig)
 
     def __post_init__(self) -> None:
         # Every event stream holds a connection, so the cap on connections must carry them.

@@ -54,6 +54,8 @@ STATE_OR_CRYPTO_RULES = {
     "/api/billing/portal": ["GET"],
     "/api/billing/plan": ["POST"],
     "/api/credits/add": ["POST"],
+    # A session call carries a JWT signed by the caller's server and a payload sealed for the box.
+    "/api/session/call": ["POST"],
     # A Stripe event is what Stripe signed; an upload is what its bytes are (415 otherwise).
     "/api/webhooks/stripe": ["POST"],
     "/api/knowledge-bases/{base_id}": ["POST"],
@@ -140,6 +142,9 @@ def test_schemathesis_finds_no_contract_failure(
             TELENTIR_BOX_TWILIO__API_BASE=twilio.url,
             TELENTIR_BOX_ELEVENLABS__API_KEY=elevenlabs.api_key,
             TELENTIR_BOX_ELEVENLABS__API_BASE=elevenlabs.url,
+            TELENTIR_BOX_ELEVENLABS__AGENT_ID="agent_contract",
+            TELENTIR_BOX_ELEVENLABS__WEBHOOK_SECRET="wsec_contract",
+            TELENTIR_BOX_ELEVENLABS__PERSONALIZE_SECRET="psec_contract",
             TELENTIR_BOX_OPENAI__API_KEY=openai.api_key,
             TELENTIR_BOX_OPENAI__API_BASE=openai.url,
         )

@@ -19,10 +19,13 @@ import sqlite3
 from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 Row = sqlite3.Row
 Params = Sequence[Any] | dict[str, Any]
+
+
+BLOB_PIECE_BYTES = 1 << 20
 
 
 class Cursor:
@@ -94,6 +97,24 @@ class Connection:
     async def last_insert_rowid(self) -> int:
         """After `executemany`, whose cursor does not report it."""
         return int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+    async def write_blob(self, table: str, column: str, rowid: int, data: bytes | IO[bytes]) -> None:
+        """Fill a zeroblob already in place with `data` (bytes, or a file read from its
+        start), a piece at a time, in a thread: binding a value of tens of MB would have
+        SQLite copy it whole, twice."""
+
+        def write() -> None:
+            with self._conn.blobopen(table, column, rowid) as blob:
+                if isinstance(data, bytes):
+                    view = memoryview(data)
+                    for start in range(0, len(view), BLOB_PIECE_BYTES):
+                        blob.write(view[start : start + BLOB_PIECE_BYTES])
+                    return
+                data.seek(0)
+                while piece := data.read(BLOB_PIECE_BYTES):
+                    blob.write(piece)
+
+        await asyncio.to_thread(write)
 
     async def rollback(self) -> None:
         self._conn.rollback()

@@ -17,6 +17,8 @@ VOICE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 # The catalog should not wait long for a list; speech takes longer to make.
 VOICE_LIST_TIMEOUT_SECONDS = 10.0
 TTS_TIMEOUT_SECONDS = 30.0
+# Twilio waits about 15 s for the voice webhook's TwiML; answer it before then.
+REGISTER_CALL_TIMEOUT_SECONDS = 8.0
 # A preview is a sentence: past this the answer is not the audio asked for.
 MAX_AUDIO_BYTES = 8 * 1024 * 1024
 
@@ -53,6 +55,10 @@ class ElevenLabs:
     def configured(self) -> bool:
         return bool(self._config.api_key)
 
+    @property
+    def agent_id(self) -> str:
+        return self._config.agent_id
+
     async def list_voices(self) -> list[Voice]:
         """Every voice of the account; a voice the box cannot use (an id unfit for a
         path, a malformed entry) is left out rather than failing the list."""
@@ -80,6 +86,34 @@ class ElevenLabs:
         if not response.content or len(response.content) > MAX_AUDIO_BYTES:
             raise UpstreamFailed("ElevenLabs answered without usable audio")
         return response.content
+
+    async def register_call(
+        self,
+        *,
+        from_number: str,
+        to_number: str,
+        direction: str,
+        client_data: dict[str, object],
+    ) -> str:
+        """Hand a Twilio call to the [elevenlabs] agent (providers.md 2.3): answers the
+        TwiML to give Twilio, as ElevenLabs wrote it."""
+        if not self._config.agent_id:
+            raise ElevenLabsNotConfigured("ElevenLabs is not configured: set [elevenlabs] agent_id")
+        response = await self._send(
+            "POST",
+            "/v1/convai/twilio/register-call",
+            json={
+                "agent_id": self._config.agent_id,
+                "from_number": from_number,
+                "to_number": to_number,
+                "direction": direction,
+                "conversation_initiation_client_data": client_data,
+            },
+            timeout_seconds=REGISTER_CALL_TIMEOUT_SECONDS,
+        )
+        if "<Response" not in response.text:
+            raise UpstreamFailed("ElevenLabs answered register-call without TwiML")
+        return response.text
 
     async def _send(
         self,

@@ -138,11 +138,64 @@ class AddressInput:
 
 class TwilioClient:
     def __init__(self, config: TwilioConfig, http: httpx.AsyncClient) -> None:
-        self._client = Client(
-            config.account_sid,
-            config.auth_token,
-            http_client=HttpxTwilioTransport(http, config.api_base),
-        )
+        self._transport = HttpxTwilioTransport(http, config.api_base)
+        self._http = http
+        self._auth = (config.account_sid, config.auth_token)
+        self._client = Client(config.account_sid, config.auth_token, http_client=self._transport)
+
+    async def place_call(
+        self, *, to: str, from_: str, voice_url: str, status_url: str, recording_url: str
+    ) -> str:
+        """Dial `to` from `from_`, recording the call; Twilio fetches `voice_url` for
+        what to do once answered. Answers the CallSid."""
+        async with _calling("place the call"):
+            call = await self._client.api.v2010.account.calls.create_async(
+                to=to,
+                from_=from_,
+                url=voice_url,
+                method="POST",
+                status_callback=status_url,
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                status_callback_method="POST",
+                record=True,
+                recording_status_callback=recording_url,
+                recording_status_callback_event=["completed", "absent"],
+                recording_status_callback_method="POST",
+                machine_detection="Enable",
+                timeout=30,
+            )
+        if not call.sid:
+            raise UpstreamFailed("Twilio answered the call without an id")
+        return call.sid
+
+    async def fetch_recording(self, recording_url: str, max_bytes: int) -> bytes:
+        """The MP3 of a recording named by a (signed) recording callback. Only a Twilio
+        URL is fetched, with the account's credentials, following Twilio's redirects."""
+        url = self._transport._rebase(recording_url)
+        if url == recording_url and not _is_twilio_host(recording_url):
+            raise UpstreamFailed("The recording URL is not Twilio's")
+        try:
+            async with self._http.stream(
+                "GET", url + ".mp3", auth=self._auth, follow_redirects=True, timeout=120.0
+            ) as response:
+                if response.status_code != 200:
+                    raise UpstreamFailed(f"Twilio answered {response.status_code} for the recording")
+                audio = bytearray()
+                async for chunk in response.aiter_bytes():
+                    audio += chunk
+                    if len(audio) > max_bytes:
+                        raise UpstreamFailed("The recording is larger than the box accepts")
+        except httpx.HTTPError as exc:
+            log.warning("Twilio recording not fetched", extra={"error": type(exc).__name__})
+            raise UpstreamFailed("Twilio failed to send the recording") from None
+        return bytes(audio)
+
+    async def delete_recording(self, sid: str) -> None:
+        try:
+            async with _calling("delete the recording"):
+                await self._client.api.v2010.account.recordings(sid).delete_async()
+        except NotFound:
+            log.info("Twilio no longer had the recording", extra={"sid": sid})
 
     async def list_countries(self) -> list[CountryOffer]:
         async with _calling("list the countries it sells numbers in"):
@@ -236,6 +289,12 @@ class TwilioClient:
         if not created.sid:
             raise UpstreamFailed("Twilio answered the address without an id")
         return created.sid
+
+
+def _is_twilio_host(url: str) -> bool:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return parts.scheme == "https" and (host == "twilio.com" or host.endswith(".twilio.com"))
 
 
 def build_twilio_client(config: TwilioConfig, http: httpx.AsyncClient) -> TwilioClient | None:

@@ -121,6 +121,8 @@ TAGS = [
     Tag(
         name="billing", description="Plan, usage, card, balance, Stripe Checkout and portal, Stripe webhooks"
     ),
+    Tag(name="calls", description="Session calls placed by the client, and call usage"),
+    Tag(name="webhooks", description="Twilio, ElevenLabs and Stripe callbacks, each signed by its sender"),
     Tag(name="system", description="Health"),
 ]
 

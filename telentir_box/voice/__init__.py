@@ -1,0 +1,1 @@
+"""Calls: session calls, provider webhooks, and call records in the user's calls store."""
