@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("email")
     grant.add_argument("credits", type=int)
     grant.add_argument("--note", default="", help="a note kept in the credit ledger")
+    admin_command("cron-secret", cmd_admin_cron_secret, "print the Bearer secret of /api/cron/<job> as JSON")
     demo = command("demo-connector", cmd_demo_connector, "serve synthetic leads as SSE (dev)")
     demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=3100, help="bind port (default 3100)")
@@ -370,6 +371,14 @@ def cmd_admin_grant_credits(args: argparse.Namespace, config: Config) -> int:
         user = await admin.find_user(box, args.email)
         await box.credits.grant(user.id, args.credits, args.note)
         return {"granted": args.credits, "balance": await box.credits.prepaid_balance()}
+
+    return run_admin(config, action)
+
+
+def cmd_admin_cron_secret(args: argparse.Namespace, config: Config) -> int:
+    async def action(box: Any) -> dict[str, str]:
+        source = "config [jobs] cron_secret" if config.jobs.cron_secret else "generated at init"
+        return {"cron_secret": box.jobs.cron_secret, "source": source}
 
     return run_admin(config, action)
 
