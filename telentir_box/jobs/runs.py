@@ -216,6 +216,13 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A task cancelled before it began never ran the code that ends its row.
+        for name, (run, _) in list(self._running.items()):
+            del self._running[name]
+            now = iso(self.clock())
+            await self.db.write(
+                lambda tx, run=run: jobs_repo.finish_run(tx, run.id, "interrupted", now, "the box stopped")
+            )
 
 
 async def list_runs(
