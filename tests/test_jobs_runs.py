@@ -90,7 +90,9 @@ def test_jobs_slots_name_the_latest_moment_and_match_the_scheduler() -> None:
     assert fire == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
     assert monday.latest(fire) == fire
     daily = Slot.parse("18:00")
-    assert daily.latest(datetime(2026, 12, 1, 17, 59, tzinfo=UTC)) == datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
+    assert daily.latest(datetime(2026, 12, 1, 17, 59, tzinfo=UTC)) == datetime(
+        2026, 11, 30, 18, 0, tzinfo=UTC
+    )
     assert daily.trigger().get_next_fire_time(None, saturday) == datetime(2026, 12, 5, 18, 0, tzinfo=UTC)
     week = week_period(fire)
     assert (week.key, week.start, week.end) == (
@@ -185,7 +187,9 @@ async def test_jobs_a_failed_or_stopped_run_is_resumed_by_the_next(box: Box) -> 
 async def _wait_for_runs(box: Box, count: int) -> list[RunRow]:
     for _ in range(400):
         async with box.db.reading() as conn:
-            found = [row for row in await jobs_repo.page_runs(conn, None, None, 100) if row.outcome != "running"]
+            found = [
+                row for row in await jobs_repo.page_runs(conn, None, None, 100) if row.outcome != "running"
+            ]
         if len(found) >= count:
             return found[::-1]
         await asyncio.sleep(0.025)

@@ -11,7 +11,7 @@ from litestar import Controller, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from telentir_box.auth.guards import header_token, requires_auth, requires_role
 from telentir_box.auth.principal import Principal
@@ -98,11 +98,11 @@ class CronController(Controller):
     guards = [requires_cron_secret]
 
     @get("/{job:str}", summary="Run a scheduled job for its current period (for external schedulers)")
-    async def run_by_get(self, box: NamedDependency[Box], job: str) -> CronAnswer:
+    async def run_by_get(self, box: NamedDependency[Box], job: FromPath[str]) -> CronAnswer:
         return await run_job(box, job)
 
     @post("/{job:str}", status_code=200, summary="Run a scheduled job for its current period")
-    async def run_by_post(self, box: NamedDependency[Box], job: str) -> CronAnswer:
+    async def run_by_post(self, box: NamedDependency[Box], job: FromPath[str]) -> CronAnswer:
         return await run_job(box, job)
 
 

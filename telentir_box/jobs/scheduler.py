@@ -5,6 +5,7 @@ Admin commands build this too but never start it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -32,6 +33,8 @@ class Jobs:
     runner: JobRunner
     sources: FigureSources  # the reports' figures; the calls issue sets its CallUsage here
     cron_secret: str
+    # Set once the catch-up at start has ended (tests wait for it before moving the clock).
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     _scheduler: AsyncIOScheduler | None = field(default=None, repr=False)
 
     @property
@@ -48,9 +51,15 @@ class Jobs:
         )
         for name, job in self.runner.jobs.items():
             scheduler.add_job(self._fire, job.slot.trigger(), args=[name], id=name, replace_existing=True)
-        scheduler.add_job(self.runner.catch_up, "date", id=CATCH_UP, run_date=datetime.now(UTC))
+        scheduler.add_job(self._catch_up, "date", id=CATCH_UP, run_date=datetime.now(UTC))
         scheduler.start()
         self._scheduler = scheduler
+
+    async def _catch_up(self) -> None:
+        try:
+            await self.runner.catch_up()
+        finally:
+            self.caught_up.set()
 
     async def _fire(self, name: str) -> None:
         try:
