@@ -131,9 +131,11 @@ def figure(text: str, name: str) -> str:
 def test_jobs_daily_summary_mails_owners_and_admins_their_figures_once(setup: Setup) -> None:
     slot = next_slot(18)
     setup.at(slot + timedelta(minutes=3))
+    inbound = CallFigures(calls_in=3, answered=2, missed=1, seconds=300, analysed=2, successful=1)
+    outbound = CallFigures(calls_out=4, answered=3, voicemail=1, seconds=150, analysed=2, successful=2)
     setup.calls.placed[:] = [
-        (slot - timedelta(hours=2), CallFigures(calls_in=3, answered=2, missed=1, seconds=300, analysed=2, successful=1)),
-        (slot - timedelta(hours=5), CallFigures(calls_out=4, answered=3, voicemail=1, seconds=150, analysed=2, successful=2)),
+        (slot - timedelta(hours=2), inbound),
+        (slot - timedelta(hours=5), outbound),
         (slot - timedelta(hours=30), CallFigures(calls_in=50)),  # the day before: not in this summary
     ]  # fmt: skip
     setup.deliveries.failures[:] = [slot - timedelta(hours=1), slot - timedelta(hours=9)]
@@ -342,7 +344,8 @@ def test_jobs_without_smtp_reports_go_to_the_log(
     logged = [
         r for r in caplog.records if r.getMessage() == "SMTP is not configured; mail written to the log"
     ]
-    assert [(r.to, r.subject.startswith("Weekly report")) for r in logged] == [("owner@example.com", True)]  # type: ignore[attr-defined]
+    sent = [(r.to, r.subject.startswith("Weekly report")) for r in logged]  # type: ignore[attr-defined]
+    assert sent == [("owner@example.com", True)]
     assert "Leads ingested" in logged[0].body  # type: ignore[attr-defined]
     warnings = [r for r in caplog.records if "report emails are only logged" in r.getMessage()]
     assert len(warnings) == 1

@@ -219,9 +219,11 @@ class JobRunner:
         # A task cancelled before it began never ran the code that ends its row.
         for name, (run, _) in list(self._running.items()):
             del self._running[name]
-            now = iso(self.clock())
+            stopped_at = iso(self.clock())
             await self.db.write(
-                lambda tx, run=run: jobs_repo.finish_run(tx, run.id, "interrupted", now, "the box stopped")
+                lambda tx, run=run, at=stopped_at: jobs_repo.finish_run(
+                    tx, run.id, "interrupted", at, "the box stopped"
+                )
             )
 
 
