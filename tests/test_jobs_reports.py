@@ -317,8 +317,8 @@ def test_jobs_a_report_the_mail_server_refused_is_sent_by_the_next_run(
     env: dict[str, str], data_dir: Path
 ) -> None:
     port = free_port()
-    environ = {**env, **FAST_ENV, "TELENTIR_BOX_SMTP__HOST": "127.0.0.1", "TELENTIR_BOX_SMTP__PORT": str(port),
-               "TELENTIR_BOX_SMTP__STARTTLS": "false"}  # fmt: skip
+    smtp = {"HOST": "127.0.0.1", "PORT": str(port), "STARTTLS": "false"}
+    environ = {**env, **FAST_ENV, **{f"TELENTIR_BOX_SMTP__{key}": value for key, value in smtp.items()}}
     with TestClient(create_app(load_config(environ=environ))) as app:
         setup_owner(app, data_dir)
         secret = app.app.state.box.jobs.cron_secret
