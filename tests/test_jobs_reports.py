@@ -20,7 +20,7 @@ from telentir_box.app import create_app
 from telentir_box.config import load_config
 from telentir_box.db import jobs as jobs_repo
 from telentir_box.db.database import Transaction
-from telentir_box.jobs.figures import CallFigures
+from telentir_box.jobs.figures import CallFigures, CallUsageTable
 from tests.auth_support import FAST_ENV, Inbox, call, setup_owner, smtp_server
 from tests.conftest import free_port
 from tests.connect_fakes import FakeConnector
@@ -349,3 +349,31 @@ def test_jobs_without_smtp_reports_go_to_the_log(
     assert "Leads ingested" in logged[0].body  # type: ignore[attr-defined]
     warnings = [r for r in caplog.records if "report emails are only logged" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_jobs_call_usage_table_is_read_once_the_calls_issue_provides_it(setup: Setup) -> None:
+    box = setup.app.app.state.box
+    source = CallUsageTable(box.db)
+    start = datetime(2031, 1, 1, tzinfo=UTC)
+    portal = setup.app.blocking_portal
+    assert portal is not None
+    assert portal.call(source.call_figures, start, start + timedelta(days=1)) == CallFigures()
+
+    async def create(tx: Transaction) -> None:
+        await tx.conn.execute(
+            "CREATE TABLE call_usage (started_at TEXT, direction TEXT, outcome TEXT,"
+            " duration_seconds INTEGER, analysed INTEGER, successful INTEGER)"
+        )
+        rows = [
+            ("2031-01-01T10:00:00.000Z", "inbound", "answered", 120, 1, 1),
+            ("2031-01-01T11:00:00.000Z", "outbound", "voicemail", 30, 1, 0),
+            ("2031-01-01T12:00:00.000Z", "inbound", "missed", 0, 0, 0),
+            ("2031-01-02T00:00:00.000Z", "inbound", "answered", 60, 0, 0),  # the next day
+        ]
+        await tx.conn.executemany("INSERT INTO call_usage VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    portal.call(box.db.write, create)
+    figures = portal.call(source.call_figures, start, start + timedelta(days=1))
+    assert figures == CallFigures(
+        calls_in=2, calls_out=1, answered=1, voicemail=1, missed=1, seconds=120, analysed=2, successful=1
+    )

@@ -252,3 +252,31 @@ async def lead_figures(conn: Connection, start: str, end: str) -> LeadFigures:
     )
     allowance, prepaid = int(rows[0][0]), int(rows[0][1])
     return LeadFigures(allowance + prepaid, allowance, prepaid)
+
+
+# Calls, as the reports read them: `call_usage` (a table or a view the calls issue
+# provides) with one row per call: started_at (ISO UTC, as every table stamps it),
+# direction ('inbound' | 'outbound'), outcome ('answered' | 'voicemail' | 'missed' |
+# anything else), duration_seconds, analysed and successful (0 or 1).
+
+
+async def call_usage_exists(conn: Connection) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE name = 'call_usage' AND type IN ('table', 'view')"
+    )
+    return bool(rows)
+
+
+async def call_usage_sums(conn: Connection, start: str, end: str) -> tuple[int, ...]:
+    """calls in, calls out, answered, voicemail, missed, seconds answered, analysed,
+    successful: of the calls started in [start, end)."""
+    rows = await conn.execute_fetchall(
+        "SELECT COALESCE(SUM(direction = 'inbound'), 0), COALESCE(SUM(direction = 'outbound'), 0),"
+        " COALESCE(SUM(outcome = 'answered'), 0), COALESCE(SUM(outcome = 'voicemail'), 0),"
+        " COALESCE(SUM(outcome = 'missed'), 0),"
+        " COALESCE(SUM(CASE WHEN outcome = 'answered' THEN duration_seconds END), 0),"
+        " COALESCE(SUM(analysed), 0), COALESCE(SUM(successful), 0)"
+        " FROM call_usage WHERE started_at >= ? AND started_at < ?",
+        (start, end),
+    )
+    return tuple(int(value) for value in rows[0])

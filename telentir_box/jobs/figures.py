@@ -57,11 +57,18 @@ class DeliveryFailures(Protocol):
     async def failed_deliveries(self, start: datetime, end: datetime) -> int: ...
 
 
-class NoCalls:
-    """Until the box records calls: every window has none."""
+@dataclass
+class CallUsageTable:
+    """Calls from the `call_usage` table or view (its shape: db/jobs.py), once the calls
+    issue provides it; until then every window has none."""
+
+    db: Database
 
     async def call_figures(self, start: datetime, end: datetime) -> CallFigures:
-        return CallFigures()
+        async with self.db.reading() as conn:
+            if not await jobs_repo.call_usage_exists(conn):
+                return CallFigures()
+            return CallFigures(*await jobs_repo.call_usage_sums(conn, iso(start), iso(end)))
 
 
 class NoDeliveries:
@@ -93,8 +100,11 @@ class Bucket:
 class FigureSources:
     db: Database
     lead_price_cents: int
-    calls: CallUsage = field(default_factory=NoCalls)
+    calls: CallUsage = field(init=False)
     deliveries: DeliveryFailures = field(default_factory=NoDeliveries)
+
+    def __post_init__(self) -> None:
+        self.calls = CallUsageTable(self.db)
 
     async def window(self, start: datetime, end: datetime) -> WindowFigures:
         async with self.db.reading() as conn:
