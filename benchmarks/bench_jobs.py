@@ -55,8 +55,9 @@ def prepare(data_dir: str, recordings: int, calls: int) -> None:
             ((f"call_{n:08d}", user_id, f"obj_rec{n:08d}", old) for n in range(recordings)),
         )
         db.execute(
-            "CREATE TABLE call_usage (started_at TEXT NOT NULL, direction TEXT NOT NULL, outcome TEXT NOT NULL,"
-            " duration_seconds INTEGER NOT NULL, analysed INTEGER NOT NULL, successful INTEGER NOT NULL)"
+            "CREATE TABLE call_usage (started_at TEXT NOT NULL, direction TEXT NOT NULL,"
+            " outcome TEXT NOT NULL, duration_seconds INTEGER NOT NULL, analysed INTEGER NOT NULL,"
+            " successful INTEGER NOT NULL)"
         )
         db.execute("CREATE INDEX call_usage_by_time ON call_usage (started_at)")
         rng = random.Random(7)
