@@ -32,7 +32,8 @@ MAX_ERROR = 500
 class RunContext:
     """What a job's run sees: its period and the progress it carries on from. A job
     changes `counts` and `checkpoint` and saves them with `save(tx)` inside the very
-    transaction that does the work they record."""
+    transaction that does the work they record: a run cut short keeps what it last
+    saved, and the run that finishes the period starts from there."""
 
     job: str
     run_id: int
@@ -183,7 +184,10 @@ class JobRunner:
 
     async def _finish(self, context: RunContext, outcome: Outcome, error: str = "") -> RunRow:
         async def write(tx: Transaction) -> RunRow | None:
-            await context.save(tx)
+            # An interrupted run's context may lag behind its last committed step (the
+            # write its cancellation cut short still committed, with its progress).
+            if outcome != "interrupted":
+                await context.save(tx)
             return await jobs_repo.finish_run(tx, context.run_id, outcome, iso(self.clock()), error)
 
         finished = await self.db.write(write)
