@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from telentir_box.box import Box
-from telentir_box.config import Config
+from telentir_box.config import Config, ConfigError, load_config
 from telentir_box.db import jobs as jobs_repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.jobs import RunRow
@@ -237,3 +237,19 @@ async def test_jobs_the_scheduler_fires_a_job_at_its_slot(box: Box) -> None:
     found = await _wait_for_runs(box, 4)
     assert (found[-1].job, found[-1].trigger, found[-1].outcome) == ("cleanup-recordings", "schedule", "done")
     assert box.jobs.next_run("cleanup-recordings").hour == 3  # back on its slot
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("DAILY_SUMMARY_AT", "24:00", "jobs.daily_summary_at"),
+        ("CLEANUP_RECORDINGS_AT", "3:00", "jobs.cleanup_recordings_at"),
+        ("WEEKLY_REPORT_AT", "1 09:00", "jobs.weekly_report_at"),
+        ("WEEKLY_REPORT_AT", "09:00", "jobs.weekly_report_at"),
+        ("RECORDING_RETENTION_DAYS", "-1", "jobs.recording_retention_days"),
+        ("CRON_SECRET", "short", "jobs.cron_secret"),
+    ],
+)
+def test_jobs_config_refuses_bad_schedules(key: str, value: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(environ={f"TELENTIR_BOX_JOBS__{key}": value})
