@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from telentir_box import __version__
+from telentir_box.admin.routes import debug_routes
 from telentir_box.auth.guards import provide_principal
 from telentir_box.auth.team_routes import identity_routes
 from telentir_box.billing.routes import billing_routes
@@ -21,6 +22,7 @@ from telentir_box.config import Config
 from telentir_box.connect.routes import connect_routes
 from telentir_box.events.routes import event_routes
 from telentir_box.health import health
+from telentir_box.jobs.routes import job_routes
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
 from telentir_box.telephony.inbound_routes import inbound_configuration_routes
@@ -47,11 +49,16 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if box is not None:
             app.state.box = box
-            yield
+            box.jobs.start()
+            try:
+                yield
+            finally:
+                await box.jobs.stop()
             return
         started = await Box.start(config)
         started.log_start_notes()
         app.state.box = started
+        started.jobs.start()
         try:
             yield
         finally:
@@ -75,6 +82,8 @@ def create_app(
             *knowledge_routes(config.knowledge),
             *billing_routes,
             *call_routes,
+            *job_routes,
+            *(debug_routes if config.admin.debug_endpoints else []),
             *extra_routes,
         ],
     )

@@ -23,13 +23,14 @@ from telentir_box.billing.state import Billing, push_call_charges_periodically
 from telentir_box.config import Config
 from telentir_box.connect.credits import Credits, build_credits, settle_abandoned_periodically
 from telentir_box.crypto.keyring import Keyring
-from telentir_box.datadir import initialise, load_keyring
+from telentir_box.datadir import initialise, load_cron_secret, load_keyring
 from telentir_box.db.database import Database
 from telentir_box.db.users import AUTH_STATE
 from telentir_box.events.bus import Bus
 from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
+from telentir_box.jobs.scheduler import Jobs, build_jobs
 from telentir_box.store.keygen import KeyGenerator
 from telentir_box.telephony.elevenlabs import ElevenLabs
 from telentir_box.telephony.knowledge import Knowledge
@@ -75,9 +76,11 @@ class Box:
     # Set by every commit that changed auth state, so open streams are rechecked.
     auth_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # The scheduled jobs; a server's app starts their scheduler (admin commands do not).
+    jobs: Jobs = field(init=False)
 
     @classmethod
-    async def start(cls, config: Config) -> Box:
+    async def start(cls, config: Config, clock: Callable[[], datetime] = utc_now) -> Box:
         db, report = await initialise(config)
         if report.changed:
             log.info(
@@ -93,7 +96,7 @@ class Box:
         authenticator = Authenticator(db, keyring.session_secret, keyring.derive("api-key-pepper"))
         credits = build_credits(db, config.billing, http)
         stripe_checkout = StripeCheckout(config.billing, http) if config.billing.stripe_secret_key else None
-        billing = Billing(db, config.billing, credits, stripe_checkout, utc_now)
+        billing = Billing(db, config.billing, credits, stripe_checkout, clock)
         box = cls(
             config=config,
             db=db,
@@ -121,6 +124,15 @@ class Box:
             knowledge=Knowledge(db, LinkFetcher(http, config.knowledge), config.knowledge),
             billing=billing,
             voice=build_voice(config, db, keyring, twilio, elevenlabs, billing),
+            clock=clock,
+        )
+        box.jobs = build_jobs(
+            config.jobs,
+            config.billing,
+            db,
+            box.identity.mailer,
+            await load_cron_secret(db, keyring.master_key),
+            lambda: box.clock(),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
@@ -145,8 +157,8 @@ class Box:
             log.warning("Twilio is not configured: phone verification codes are only logged (dev only)")
         if not self.identity.mailer.configured:
             log.warning(
-                "SMTP is not configured: password reset links are only logged (dev only);"
-                " configure [smtp] in production"
+                "SMTP is not configured: password reset links and report emails are only"
+                " logged (dev only); configure [smtp] in production"
             )
 
     def _state_changed(self, touched: set[str]) -> None:
@@ -168,6 +180,7 @@ class Box:
 
     async def stop(self) -> None:
         self.stopping.set()
+        await self.jobs.stop()
         self.bus.close_all()
         for task in self._tasks:
             task.cancel()

@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     set_plan = admin_command("set-plan", cmd_admin_set_plan, "set the team's plan without Stripe (or none)")
     set_plan.add_argument("email", help="the team member the change is recorded for in the audit trail")
     set_plan.add_argument("plan", help="a plan key of [billing.plans] (starter, pro, growth, agency) or none")
+    admin_command("cron-secret", cmd_admin_cron_secret, "print the Bearer secret of /api/cron/<job> as JSON")
     demo = command("demo-connector", cmd_demo_connector, "serve synthetic leads as SSE (dev)")
     demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=3100, help="bind port (default 3100)")
@@ -399,6 +400,12 @@ def cmd_admin_set_plan(args: argparse.Namespace, config: Config) -> int:
         detail = {"from": before or "none", "to": plan or "none"}
         await record_audit(box.db, "plan_set", user_id=user.id, actor_id=user.id, detail=detail)
         return {"plan": plan}
+
+
+def cmd_admin_cron_secret(args: argparse.Namespace, config: Config) -> int:
+    async def action(box: Any) -> dict[str, str]:
+        source = "config [jobs] cron_secret" if config.jobs.cron_secret else "generated at init"
+        return {"cron_secret": box.jobs.cron_secret, "source": source}
 
     return run_admin(config, action)
 

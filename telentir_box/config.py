@@ -401,6 +401,40 @@ class CallsConfig(_Section):
         self._at_least(60, "finalize_after_seconds", "unmatched_webhook_seconds")
 
 
+_DAILY_AT = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
+_WEEKLY_AT = re.compile(r"(?:mon|tue|wed|thu|fri|sat|sun) (?:[01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+class JobsConfig(_Section):
+    # When each scheduled job runs, in UTC: "HH:MM" every day, "ddd HH:MM" every week
+    # (day names, not numbers: cron's and APScheduler's weekday numbers differ).
+    cleanup_recordings_at: str = "03:00"
+    daily_summary_at: str = "18:00"
+    weekly_report_at: str = "mon 09:00"
+    # Recordings older than this many days are deleted; 0 keeps them for ever.
+    recording_retention_days: int = 90
+    # The Bearer secret of /api/cron/<job>; empty: the one generated at init.
+    cron_secret: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("cleanup_recordings_at", "daily_summary_at"):
+            if not _DAILY_AT.fullmatch(getattr(self, name)):
+                raise ValueError(f"`{name}` must be a UTC time such as 03:00, not {getattr(self, name)!r}")
+        if not _WEEKLY_AT.fullmatch(self.weekly_report_at):
+            raise ValueError(
+                "`weekly_report_at` must be a day and a UTC time such as 'mon 09:00',"
+                f" not {self.weekly_report_at!r}"
+            )
+        self._at_least(0, "recording_retention_days")
+        if self.cron_secret and len(self.cron_secret) < 32:
+            raise ValueError("`cron_secret` must be at least 32 characters (or empty: the generated one)")
+
+
+class AdminConfig(_Section):
+    # GET /api/debug/db for the super admin; false removes the route altogether.
+    debug_endpoints: bool = True
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
@@ -418,6 +452,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     personas: PersonasConfig = msgspec.field(default_factory=PersonasConfig)
     knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
     calls: CallsConfig = msgspec.field(default_factory=CallsConfig)
+    jobs: JobsConfig = msgspec.field(default_factory=JobsConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
 
     def __post_init__(self) -> None:
         # Every event stream holds a connection, so the cap on connections must carry them.

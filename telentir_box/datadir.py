@@ -40,6 +40,7 @@ DATABASE_FILE = "telentir-box.sqlite3"
 PLATFORM_KEY_NAME = "box"
 SESSION_SECRET = "session_secret"  # noqa: S105 - a row name, not a secret
 SETUP_TOKEN = "setup_token"  # noqa: S105 - a row name
+CRON_SECRET = "cron_secret"  # noqa: S105 - a row name
 SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name
 LOCK_FILE = "box.lock"
 SECRETS_PURPOSE = "box-secrets"
@@ -185,12 +186,15 @@ async def _initialise_database(db: Database, master: bytes, report: InitReport) 
     # RSA generation is CPU-heavy: keep it off the event loop.
     new_key = None if has_platform_key else await asyncio.to_thread(rsa_keys.generate_private_key)
     setup_token = "tbs_" + secrets.token_urlsafe(32)
+    cron_secret = "tbc_" + secrets.token_urlsafe(32)
 
     async def write(tx: Transaction) -> tuple[list[str], bool]:
         created = []
         secret = secrets.token_bytes(32)
         if await secrets_repo.insert_secret(tx, SESSION_SECRET, box_sealer.seal(secret, b"session")):
             created.append("session-signing secret")
+        if await secrets_repo.insert_secret(tx, CRON_SECRET, box_sealer.seal(cron_secret.encode(), b"cron")):
+            created.append("cron secret")
         # The setup token lives only while no super admin does; once one exists it is
         # gone for good (this also clears a token left by an older version).
         set_up = await users_repo.super_admin_exists(tx.conn)
@@ -241,6 +245,15 @@ async def load_keyring(config: Config, db: Database) -> Keyring:
         platform_keys=keys,
         current_platform=current,
     )
+
+
+async def load_cron_secret(db: Database, master_key: bytes) -> str:
+    """The generated secret of /api/cron/<job> (made at init), opened."""
+    async with db.reading() as conn:
+        sealed = await secrets_repo.get_secret(conn, CRON_SECRET)
+    if sealed is None:
+        raise DataDirError(f"{db.path} holds no cron secret: run `telentir-box init`")
+    return Sealer(master_key, SECRETS_PURPOSE).open(sealed, b"cron").decode()
 
 
 def restrict_permissions(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Outgoing mail (password reset links): SMTP when configured, else the log, so a
+"""Outgoing mail (password reset links, report emails): SMTP when configured, else the log, so a
 local box still works and says where its mail went."""
 
 from __future__ import annotations
@@ -23,16 +23,28 @@ class Mailer:
         return bool(self._config.host)
 
     async def send(self, to: str, subject: str, body: str) -> bool:
-        """Deliver one message; False (and an error in the log) if the server refused it
-        or could not be reached, so callers decide whether the failure is theirs to show."""
-        if not self.configured:
-            log.warning("SMTP is not configured; mail written to the log", extra={"to": to, "body": body})
-            return True
+        """Deliver one plain-text message; see send_message."""
         message = EmailMessage()
-        message["From"] = self._config.sender
         message["To"] = to
         message["Subject"] = subject
         message.set_content(body)
+        return await self.send_message(message)
+
+    async def send_message(self, message: EmailMessage) -> bool:
+        """Deliver one message (To and Subject set; From is the configured sender); False
+        (and an error in the log) if the server refused it or could not be reached, so
+        callers decide whether the failure is theirs to show. Unconfigured: the message's
+        plain text goes to the log."""
+        to = message["To"]
+        if not self.configured:
+            body = message.get_body(preferencelist=("plain",))
+            text = body.get_content() if body is not None else ""
+            log.warning(
+                "SMTP is not configured; mail written to the log",
+                extra={"to": to, "subject": message["Subject"], "body": text},
+            )
+            return True
+        message["From"] = self._config.sender
         try:
             await asyncio.to_thread(self._send, message)
         except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError

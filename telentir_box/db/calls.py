@@ -37,6 +37,7 @@ class CallRow:
     live: bytes | None
     created_at: str
     updated_at: str
+    successful: int | None = None  # ElevenLabs' analysis: 1 success, 0 failure
 
 
 _NAMES = tuple(f.name for f in fields(CallRow))

@@ -87,6 +87,12 @@ class Connection:
         milliseconds, so they run in a thread like the other blocking steps."""
         return Cursor(await asyncio.to_thread(self._conn.executemany, sql, rows))
 
+    async def fetchall_in_thread(self, sql: str, params: Params = ()) -> list[Row]:
+        """A read that visits many rows (a report's sums over weeks of calls) would hold
+        the loop for tens of milliseconds, so it runs in a thread. Only on a connection
+        the caller holds alone (a read lease)."""
+        return await asyncio.to_thread(lambda: self._conn.execute(sql, params).fetchall())
+
     async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
 

@@ -232,13 +232,16 @@ async def delete_subtree(
         return [], [], ""
     deleted_at = next(iter(rows))["now"]
     id_list = json.dumps(ids)
+    # `+user_id`: the user check must not pick the index on user_id, which made SQLite
+    # walk every object (and publication) of the user for each deletion; the ids lead.
     published = await tx.conn.execute_fetchall(
-        "DELETE FROM publications WHERE user_id = ? AND (object_id IN (SELECT value FROM json_each(?))"
+        "DELETE FROM publications WHERE +user_id = ? AND (object_id IN (SELECT value FROM json_each(?))"
         f" OR related_id IN (SELECT value FROM json_each(?))) RETURNING {_PUBLICATION_COLUMNS}",
         (user_id, id_list, id_list),
     )
     await tx.conn.execute(
-        "DELETE FROM objects WHERE user_id = ? AND id IN (SELECT value FROM json_each(?))", (user_id, id_list)
+        "DELETE FROM objects WHERE +user_id = ? AND id IN (SELECT value FROM json_each(?))",
+        (user_id, id_list),
     )
     return ids, [_publication(r) for r in published], deleted_at
 

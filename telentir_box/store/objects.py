@@ -152,17 +152,24 @@ async def delete_object(db: Database, user_id: str, object_id: str) -> None:
         store = await keys_repo.store_using(tx.conn, user_id, object_id=object_id)
         if store is not None:
             raise Conflict(f"the object is the store '{store}'")
-        ids, publications, deleted_at = await objects_repo.delete_subtree(tx, user_id, object_id)
-        for publication in publications:
-            payload = {"user_id": user_id, "type": publication.type, "related_id": publication.related_id}
-            await record_event(tx, user_id, "unpublish", {**payload, "timestamp": deleted_at})
-        for deleted in ids:
-            payload = {"object_id": deleted, "user_id": user_id, "deleted_at": deleted_at}
-            await record_event(tx, user_id, "object_deleted", payload)
-        return bool(ids)
+        return bool(await delete_tree(tx, user_id, object_id))
 
     if not await db.write(write):
         raise NotFound("no such object")
+
+
+async def delete_tree(tx: Transaction, user_id: str, object_id: str) -> list[str]:
+    """Inside a write: delete the object, its descendants and their publications, with
+    their unpublish and object_deleted events; the ids deleted (none if there was no
+    such object). The caller has ruled out a store object."""
+    ids, publications, deleted_at = await objects_repo.delete_subtree(tx, user_id, object_id)
+    for publication in publications:
+        payload = {"user_id": user_id, "type": publication.type, "related_id": publication.related_id}
+        await record_event(tx, user_id, "unpublish", {**payload, "timestamp": deleted_at})
+    for deleted in ids:
+        payload = {"object_id": deleted, "user_id": user_id, "deleted_at": deleted_at}
+        await record_event(tx, user_id, "object_deleted", payload)
+    return ids
 
 
 async def list_related(db: Database, user_id: str, object_id: str) -> list[ObjectRecord]:

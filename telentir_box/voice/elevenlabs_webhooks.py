@@ -236,6 +236,10 @@ def transcription_document(event: Transcription) -> dict[str, Any]:
     }
 
 
+# ElevenLabs' call_successful; "unknown" (or none) leaves the verdict unset.
+ANALYSIS_VERDICTS = {"success": 1, "failure": 0}
+
+
 def fold_transcription(
     row: repo.CallRow, live: Live | None, event: Transcription, sealed: Sealed
 ) -> Change | None:
@@ -249,6 +253,9 @@ def fold_transcription(
     outcome = transcript_outcome(metadata, analysis)
     if outcome is not None:
         columns["outcome"] = outcome
+    verdict = analysis.get("call_successful")
+    if verdict in ANALYSIS_VERDICTS:
+        columns["successful"] = ANALYSIS_VERDICTS[verdict]
     start = metadata.get("start_time_unix_secs")
     if row.answered_at is None and isinstance(start, int | float):
         columns["answered_at"] = iso_before(datetime.fromtimestamp(start, UTC), 0)

@@ -1,9 +1,10 @@
-"""Where billing, integrations and jobs join a call's life, each at its one place: a
-call about to be placed, a call made final, a recording stored."""
+"""Where billing and jobs join a call's life, each at its one place: a call about to be
+placed, a call made final, a recording stored."""
 
 from __future__ import annotations
 
 from telentir_box.billing.state import Billing, CallEnded
+from telentir_box.db import jobs as jobs_repo
 from telentir_box.db.calls import CallRow
 from telentir_box.db.database import Transaction
 
@@ -29,5 +30,5 @@ class CallHooks:
             await self.billing.settle_call(tx, CallEnded(row.id, row.user_id, row.direction, seconds))  # type: ignore[arg-type]
 
     async def recording_stored(self, tx: Transaction, row: CallRow, object_id: str) -> None:
-        """A recording the retention job will delete when it is old enough (jobs issue)."""
-        return None
+        """Kept for the retention job, which deletes it once it is old enough."""
+        await jobs_repo.remember_recording(tx, row.id, row.user_id, object_id)

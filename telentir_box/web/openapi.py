@@ -48,7 +48,7 @@ from telentir_box.errors import (
 )
 from telentir_box.web.errors import handle_exception_with_status
 
-BEARER, COOKIE, TICKET = "bearer", "cookie", "ticket"
+BEARER, COOKIE, TICKET, CRON = "bearer", "cookie", "ticket", "cron"
 SECURITY_SCHEMES = {
     BEARER: SecurityScheme(
         type="http",
@@ -69,6 +69,12 @@ SECURITY_SCHEMES = {
         security_scheme_in="query",
         description="A single-use ticket from POST /api/events/ticket, for event-stream clients that"
         " cannot send headers",
+    ),
+    CRON: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="`Authorization: Bearer <cron secret>`: [jobs] cron_secret, else the one generated at"
+        " init (`telentir-box admin cron-secret`)",
     ),
 }
 _SIGNED_IN = [{BEARER: []}, {COOKIE: []}]
@@ -98,6 +104,9 @@ GUARD_ACCESS = {
     "requires_role.<locals>.guard": Access((BEARER, COOKIE), (*_SESSION, Forbidden)),
     "requires_super_admin": Access((BEARER, COOKIE), (*_SESSION, Forbidden)),
     "requires_stream_auth": Access((BEARER, COOKIE, TICKET), (*_SESSION, PhoneVerificationRequired)),
+    "requires_cron_secret": Access((CRON,), (Unauthorized,)),
+    # Everyone but the super admin is told the route does not exist.
+    "requires_super_admin_or_hidden": Access((BEARER, COOKIE), (NotFound,)),
 }
 
 
@@ -123,6 +132,8 @@ TAGS = [
     ),
     Tag(name="calls", description="Session calls placed by the client, and call usage"),
     Tag(name="webhooks", description="Twilio, ElevenLabs and Stripe callbacks, each signed by its sender"),
+    Tag(name="jobs", description="Scheduled jobs over HTTP (cron secret), their runs, report preferences"),
+    Tag(name="admin", description="Diagnostics for the super admin"),
     Tag(name="system", description="Health"),
 ]
 

@@ -1,0 +1,1 @@
+"""Admin-only endpoints beyond setup: GET /api/debug/db."""
