@@ -401,6 +401,8 @@ def cmd_admin_set_plan(args: argparse.Namespace, config: Config) -> int:
         await record_audit(box.db, "plan_set", user_id=user.id, actor_id=user.id, detail=detail)
         return {"plan": plan}
 
+    return run_admin(config, action)
+
 
 def cmd_admin_cron_secret(args: argparse.Namespace, config: Config) -> int:
     async def action(box: Any) -> dict[str, str]:

@@ -134,9 +134,9 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def give_the_team_a_plan(env: dict[str, str], email: str) -> None:
+def give_the_team_a_plan(env: dict[str, str], email: str, plan: str = "starter") -> None:
     """Calls are placed only while a plan or the balance covers them."""
-    set_plan = [sys.executable, "-m", "telentir_box", "admin", "set-plan", email, "starter"]
+    set_plan = [sys.executable, "-m", "telentir_box", "admin", "set-plan", email, plan]
     subprocess.run(set_plan, env={**os.environ, **env}, capture_output=True, check=True, timeout=60)
 
 
@@ -518,6 +518,24 @@ def test_calls_usage_counts_per_period(alice: User, bob: User) -> None:
     assert_error(
         alice.caller.request("GET", "/calls/usage", params={"period": "2001-13"}), 400, "VALIDATION_ERROR"
     )
+
+
+def test_calls_count_against_the_plan_and_are_refused_without_plan_or_balance(
+    server: LiveServer, twilio: FakeTwilioCalls, alice: User
+) -> None:
+    # The calls finished above are the team's usage in the billing state.
+    state = alice.caller.ok("GET", "/billing/state")
+    assert state["plan"]["key"] == "starter"
+    assert state["usage"]["calls_outbound"] >= 1 and state["usage"]["seconds_outbound"] >= 30
+    assert state["usage"]["calls_inbound"] >= 1
+    give_the_team_a_plan(server.env, "owner@example.com", "none")
+    try:
+        placed = len(twilio.placed)
+        calls = len(alice.calls())
+        assert_error(alice.call(alice.jwt(prompt_payload())), 402, "INSUFFICIENT_CREDITS")
+        assert len(twilio.placed) == placed and len(alice.calls()) == calls
+    finally:
+        give_the_team_a_plan(server.env, "owner@example.com")
 
 
 def test_calls_routes_are_in_the_openapi_schema(http: httpx.Client) -> None:
