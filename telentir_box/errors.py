@@ -91,5 +91,12 @@ class ServiceUnavailable(AppError):
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service unavailable"
 
 
+class PublicUrlNotConfigured(ServiceUnavailable):
+    code, default_message = (
+        "PUBLIC_URL_NOT_CONFIGURED",
+        "Set [server] public_url: Twilio and ElevenLabs call the box's webhooks there",
+    )
+
+
 class UpstreamFailed(AppError):
     code, status, default_message = "UPSTREAM_ERROR", 502, "An upstream service failed"

@@ -14,7 +14,7 @@ from telentir_box.db import telephony as repo
 from telentir_box.db import users as users_repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.db.timestamps import iso
-from telentir_box.errors import AppError, NotFound, ValidationFailed
+from telentir_box.errors import NotFound, PublicUrlNotConfigured, ValidationFailed
 from telentir_box.ids import is_valid_id, new_id
 from telentir_box.telephony.models import (
     AddressBody,
@@ -46,14 +46,6 @@ SEARCH_LIMIT = 20
 NUMBER_PREFIX = "num"
 VOICE_WEBHOOK = "/api/webhooks/twilio/voice"
 STATUS_WEBHOOK = "/api/webhooks/twilio/status"
-
-
-class PublicUrlNotConfigured(AppError):
-    code, status, default_message = (
-        "PUBLIC_URL_NOT_CONFIGURED",
-        503,
-        "Buying a number needs [server] public_url: Twilio calls the box's webhooks there",
-    )
 
 
 class PhoneNumbers:

@@ -27,7 +27,7 @@ from telentir_box.db import calls as repo
 from telentir_box.db import telephony as numbers_repo
 from telentir_box.db.connection import Connection
 from telentir_box.db.database import Database, Transaction
-from telentir_box.errors import AppError, ServiceUnavailable, ValidationFailed
+from telentir_box.errors import AppError, PublicUrlNotConfigured, ValidationFailed
 from telentir_box.store.servers import user_server_key
 from telentir_box.telephony.elevenlabs import ElevenLabs, ElevenLabsNotConfigured
 from telentir_box.telephony.models import Agent, AiAgent, HumanAgents, Pathway
@@ -67,13 +67,6 @@ class PersonaUnsupported(AppError):
 
 class CallLimitReached(AppError):
     code, status, default_message = "CALL_LIMIT_REACHED", 429, "Too many calls in progress: try again later"
-
-
-class PublicUrlNotConfigured(ServiceUnavailable):
-    code, default_message = (
-        "PUBLIC_URL_NOT_CONFIGURED",
-        "Calls need [server] public_url: the address Twilio and ElevenLabs call back",
-    )
 
 
 class SessionCallBody(msgspec.Struct, forbid_unknown_fields=True):
