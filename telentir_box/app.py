@@ -21,6 +21,7 @@ from telentir_box.config import Config
 from telentir_box.connect.routes import connect_routes
 from telentir_box.events.routes import event_routes
 from telentir_box.health import health
+from telentir_box.integrations.routes import integration_routes
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
 from telentir_box.web.csrf import requires_first_party
@@ -61,6 +62,7 @@ def create_app(
             *identity_routes,
             *store_routes,
             *connect_routes,
+            *integration_routes,
             *extra_routes,
         ],
     )

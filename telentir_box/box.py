@@ -28,7 +28,9 @@ from telentir_box.events.bus import Bus
 from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
+from telentir_box.integrations.runtime import Integrations, build_integrations
 from telentir_box.store.keygen import KeyGenerator
+from telentir_box.web.budget import RequestBudget
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -51,6 +53,8 @@ class Box:
     tickets: StreamTickets
     credits: Credits
     keygen: KeyGenerator
+    integrations: Integrations
+    budget: RequestBudget
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -86,6 +90,8 @@ class Box:
             credits=build_credits(db, config.billing, http),
             setup_token_file=report.setup_token_file,
             keygen=KeyGenerator(config.store.server_generations_per_hour),
+            integrations=build_integrations(db, keyring, http, config.integrations),
+            budget=RequestBudget(config.ratelimit.requests_per_minute),
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish
@@ -94,6 +100,7 @@ class Box:
         box.spawn(prune_event_log_periodically(db, config.events, box.clock), "event-retention")
         box.spawn(box._flush_api_key_use_periodically(), "api-key-last-use")
         box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
+        box.spawn(box.integrations.outbox.run(), "integration-outbox")
         return box
 
     def log_start_notes(self) -> None:
