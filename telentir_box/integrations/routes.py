@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
 from telentir_box.auth.guards import current_principal, requires_auth, requires_role
@@ -23,7 +23,6 @@ from telentir_box.integrations.connections import ConnectFailed, Disconnected, P
 from telentir_box.integrations.deliveries import DeliveryView, delivery_view, list_deliveries
 from telentir_box.web.paging import Limit, page_size
 
-ProviderName = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[a-z_]+$")]
 DEFAULT_PAGE = 50
 MAX_QUERY_VALUE = 4096
 
@@ -69,7 +68,7 @@ class IntegrationController(Controller):
     async def connect(
         self,
         request: Request[Any, Any, Any],
-        provider: ProviderName,
+        provider: FromPath[str],
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
     ) -> ConnectUrl:
@@ -86,7 +85,7 @@ class IntegrationController(Controller):
     async def connect_redirect(
         self,
         request: Request[Any, Any, Any],
-        provider: ProviderName,
+        provider: FromPath[str],
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
     ) -> Redirect:
@@ -99,7 +98,7 @@ class IntegrationController(Controller):
         summary="The provider's redirect back: stores the connection, then redirects to the dashboard",
     )
     async def callback(
-        self, request: Request[Any, Any, Any], provider: ProviderName, box: NamedDependency[Box]
+        self, request: Request[Any, Any, Any], provider: FromPath[str], box: NamedDependency[Box]
     ) -> Redirect:
         """Always a redirect to [integrations] dashboard_url with ?integration=&status=
         connected|error and, on error, error= (unauthorized, invalid_state,
@@ -124,7 +123,7 @@ class IntegrationController(Controller):
         summary="Disconnect an integration: revoke it where possible, drop its tokens and deliveries",
     )
     async def disconnect(
-        self, provider: ProviderName, box: NamedDependency[Box], principal: NamedDependency[Principal]
+        self, provider: FromPath[str], box: NamedDependency[Box], principal: NamedDependency[Principal]
     ) -> Disconnected:
         return await connections.disconnect(box.integrations.connections, principal.user_id, provider)
 
@@ -159,7 +158,7 @@ class IntegrationController(Controller):
         summary="Send a dead delivery again (its attempts start afresh)",
     )
     async def retry(
-        self, delivery_id: str, box: NamedDependency[Box], principal: NamedDependency[Principal]
+        self, delivery_id: FromPath[str], box: NamedDependency[Box], principal: NamedDependency[Principal]
     ) -> DeliveryView:
         return delivery_view(await box.integrations.queue.retry(principal.user_id, delivery_id))
 
