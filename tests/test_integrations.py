@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from telentir_box.config import load_config
-from telentir_box.db import integrations as repo
 from telentir_box.db.events import events_after
 from telentir_box.integrations.calls import AgreedMeeting, FinishedCall
-from tests.auth_support import FAST_ENV, JSON, PASSWORD
+from tests.auth_support import FAST_ENV, PASSWORD
 from tests.conftest import create_user, free_port
 from tests.inprocess_box import InProcessBox
 from tests.integration_fakes import PROVIDERS, FakeProviders, client_secret
@@ -398,5 +397,22 @@ def test_integrations_tokens_and_secrets_never_in_clear(world: World) -> None:
     assert b"premium" not in stored
 
 
-def test_integrations_unsent_deliveries_survive_a_restart(world: World, tmp_path: Path) -> None:
-    pytest.skip("covered by test_integrations_restart below")
+def test_integrations_unsent_deliveries_survive_a_restart_and_go_once(world: World) -> None:
+    hubspot, salesforce = world.fake.providers["hubspot"], world.fake.providers["salesforce"]
+    calls, tasks = len(hubspot.objects["calls"]), len(salesforce.objects["Task"])
+    hubspot.fail_next = [(503, {"Retry-After": "1"})]
+    salesforce.fail_next = [(503, {"Retry-After": "1"})]
+    ids = world.finish_call("admin", a_call(call_id="call-10"))
+    deadline = time.monotonic() + 10
+    while len(hubspot.fail_next) + len(salesforce.fail_next):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    config, port = world.harness.box.config, world.harness.port
+    world.harness.__exit__(None, None, None)  # stopped with both deliveries waiting to retry
+    with InProcessBox(config, port) as restarted:
+        world.harness = restarted
+        items = world.wait_settled("admin")
+    assert sorted(i["provider"] for i in items if i["id"] in ids) == ["hubspot", "salesforce"]
+    assert all(i["status"] == "delivered" and i["attempts"] == 2 for i in items if i["id"] in ids)
+    assert len(hubspot.objects["calls"]) == calls + 1
+    assert len(salesforce.objects["Task"]) == tasks + 1

@@ -6,7 +6,7 @@ owners; and each user's deliveries: /api/integrations/deliveries and .../{id}/re
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import msgspec
