@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 from telentir_box.app import create_app
 from telentir_box.auth.principal import Principal
 from telentir_box.config import load_config
+from telentir_box.errors import RateLimited
 from telentir_box.web.budget import RequestBudget
 from tests.auth_support import FAST_ENV, bearer
 
@@ -26,7 +27,7 @@ def test_ratelimit_bucket_refills_at_its_rate_and_keeps_credentials_apart() -> N
     scope: dict = {}
     for _ in range(60):
         budget.spend(principal("a"), scope)
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(RateLimited) as refused:
         budget.spend(principal("a"), scope)
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "1"
     budget.spend(principal("b"), scope)  # another credential has its own budget
