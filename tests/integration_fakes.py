@@ -80,6 +80,7 @@ class Provider:
     api: list[Received] = field(default_factory=list)
     fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     fail_rate: float = 0.0
+    failed: int = 0  # API requests answered with an injected failure
     deny_next: bool = False
     # Do the next API request, then answer 503 as if the answer was lost on the way back.
     lose_answer_next: bool = False
@@ -308,10 +309,12 @@ class FakeProviders:
         body = json.loads(raw) if raw else None
         provider.api.append(Received(method, path, query, body))
         if provider.fail_next:
+            provider.failed += 1
             status, headers = provider.fail_next.pop(0)
             _json(handler, status, {"error": "injected"}, headers)
             return
         if provider.fail_rate and self.random.random() < provider.fail_rate:
+            provider.failed += 1
             _json(handler, 503, {"error": "unavailable"})
             return
         answer = getattr(self, f"_{provider.prefix}")(provider, method, path, query, body)

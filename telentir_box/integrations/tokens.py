@@ -67,18 +67,29 @@ class TokenKeeper:
         self._locks.pop(integration_id, None)
 
     async def access_token(self, integration_id: str, stale: str | None = None) -> str:
-        """A live access token; refreshed first when near expiry or equal to `stale`."""
-        lock = self._locks.setdefault(integration_id, asyncio.Lock())
-        async with lock:
-            row = await self._db.read(repo.get_integration_by_id, integration_id)
-            if row is None or row.status != "connected":
-                raise DeliveryFailed("the integration is not connected: connect it again", permanent=True)
-            tokens = open_tokens(self._sealer, row.id, row.tokens)
-            now = datetime.now(UTC)
-            fresh = row.expires_at is None or row.expires_at > iso(now + REFRESH_MARGIN)
-            if fresh and tokens["access_token"] != stale:
-                return str(tokens["access_token"])
-            return await self._refresh(row, tokens, now)
+        """A live access token; refreshed first when near expiry or equal to `stale`.
+        Only refreshing takes the integration's lock: a token still good is read without it."""
+        token = await self._current(integration_id, stale)
+        if token is not None:
+            return token
+        async with self._locks.setdefault(integration_id, asyncio.Lock()):
+            # Another task may have refreshed while this one waited for the lock.
+            token = await self._current(integration_id, stale)
+            if token is not None:
+                return token
+            row, tokens = await self._load(integration_id)
+            return await self._refresh(row, tokens, datetime.now(UTC))
+
+    async def _current(self, integration_id: str, stale: str | None) -> str | None:
+        row, tokens = await self._load(integration_id)
+        fresh = row.expires_at is None or row.expires_at > iso(datetime.now(UTC) + REFRESH_MARGIN)
+        return str(tokens["access_token"]) if fresh and tokens["access_token"] != stale else None
+
+    async def _load(self, integration_id: str) -> tuple[repo.IntegrationRow, dict[str, Any]]:
+        row = await self._db.read(repo.get_integration_by_id, integration_id)
+        if row is None or row.status != "connected":
+            raise DeliveryFailed("the integration is not connected: connect it again", permanent=True)
+        return row, open_tokens(self._sealer, row.id, row.tokens)
 
     async def _refresh(self, row: repo.IntegrationRow, tokens: dict[str, Any], now: datetime) -> str:
         provider = self._providers[row.provider]
