@@ -5,6 +5,7 @@ states, codes, roles, users, retries, dead letters, refresh and secrecy."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from telentir_box.config import load_config
+from telentir_box.db import integrations as repo
 from telentir_box.db.events import events_after
 from telentir_box.integrations.calls import AgreedMeeting, FinishedCall
 from tests.auth_support import FAST_ENV, PASSWORD
@@ -227,6 +229,28 @@ def test_integrations_salesforce_refreshes_on_401_and_keeps_its_refresh_token(wo
     again = [r for r in salesforce.token_requests if r["grant_type"] == "refresh_token"]
     # The refresh answer carried no refresh token: the first one is kept and works again.
     assert len(again) == 2 and again[0]["refresh_token"] == again[1]["refresh_token"]
+
+
+def test_integrations_concurrent_senders_refresh_a_token_once(world: World) -> None:
+    hubspot = world.fake.providers["hubspot"]
+    box = world.harness.box
+    before = [r for r in hubspot.token_requests if r["grant_type"] == "refresh_token"]
+
+    async def expire_and_race() -> set[str]:
+        async with box.db.reading() as conn:
+            row = await repo.get_integration(conn, world.users["admin"]["id"], "hubspot")
+        assert row is not None
+
+        async def expire(tx: Any) -> None:
+            await tx.conn.execute("UPDATE integrations SET expires_at = ? WHERE id = ?", (tx.now, row.id))
+
+        await box.db.write(expire)
+        keeper = box.integrations.connections.tokens
+        return set(await asyncio.gather(*(keeper.access_token(row.id) for _ in range(10))))
+
+    tokens = world.harness.run(expire_and_race())
+    after = [r for r in hubspot.token_requests if r["grant_type"] == "refresh_token"]
+    assert len(after) == len(before) + 1 and len(tokens) == 1
 
 
 def test_integrations_a_lost_answer_is_resent_without_doubling(world: World) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +15,8 @@ from urllib.parse import urlencode
 import httpx
 
 from telentir_box.config import OAuthProviderConfig
+
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 
 class OAuthError(Exception):
@@ -121,9 +124,9 @@ async def _token_request(
     # A 4xx without an `error` key is still a refusal, never a token.
     if not response.is_success or "access_token" not in answer:
         error = answer.get("error")
-        raise OAuthError(
-            error if isinstance(error, str) and error.isascii() else "refused", response.status_code
-        )
+        # The code is shown to users and logged: only a short RFC 6749-shaped word passes.
+        known = isinstance(error, str) and _ERROR_CODE.fullmatch(error) is not None
+        raise OAuthError(error if known else "refused", response.status_code)
     if not isinstance(answer["access_token"], str):
         raise OAuthError("malformed", response.status_code)
     return answer
