@@ -375,6 +375,14 @@ def test_integrations_invalid_grant_breaks_the_integration_with_an_event(world: 
 
     [event] = world.harness.run(broken_events())
     assert event.payload == {"provider": "hubspot", "error": "invalid_grant"}
+    # On the user's stream, replayed from the log.
+    with (
+        world.api("admin") as api,
+        api.stream("GET", "/api/events/integration_broken?lastEventId=0") as stream,
+    ):
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("event:")) == "event: integration_broken"
+        assert '"provider":"hubspot"' in next(lines)
     # Connecting again mends it.
     assert connect(world, "admin", "hubspot")["status"] == "connected"
     assert world.status()["hubspot"]["status"] == "connected"
