@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from loadgen import REPO_ROOT, free_port, running_server
+from loadgen import REPO_ROOT, free_port, proc_sample, running_server
 
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -51,6 +51,7 @@ def box_env(data_dir: str, fake: FakeProviders) -> dict[str, str]:
         "TELENTIR_BOX_INTEGRATIONS__RETRY_BASE_SECONDS": "0.2",
         "TELENTIR_BOX_INTEGRATIONS__RETRY_MAX_SECONDS": "2",
         "TELENTIR_BOX_INTEGRATIONS__MAX_ATTEMPTS": "12",
+        "TELENTIR_BOX_DATABASE__SYNCHRONOUS": os.environ.get("BENCH_SYNCHRONOUS", "FULL"),
         "TELENTIR_BOX_INTEGRATIONS__SEND_CONCURRENCY": os.environ.get("BENCH_SEND_CONCURRENCY", "8"),
     }
     for key, value in section["hubspot"].items():
@@ -169,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         with running_server(env, port=port) as server:
             connect_hubspot(server.base_url)
             fake.providers["hubspot"].fail_rate = args.failure_rate
+            cpu_before = proc_sample(server.pid).cpu_s
             figures = asyncio.run(drain(server.base_url, env, user_id, args.deliveries))
+            box_cpu = proc_sample(server.pid).cpu_s - cpu_before
         calls = fake.providers["hubspot"].objects["calls"]
         keys = Counter(call["properties"]["hs_call_external_id"] for call in calls)
         injected = fake.providers["hubspot"].failed
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.deliveries} deliveries to HubSpot (4 API requests each), {args.failure_rate:.0%} of requests"
         f" answered 503, {os.cpu_count()} CPUs shared with the fake provider and the prober",
         f"drained in {figures['seconds']:.1f} s: {rate:.0f} deliveries/s,"
-        f" {figures['retries']:.0f} retries, {figures['dead']} dead",
+        f" {figures['retries']:.0f} retries, {figures['dead']} dead;"
+        f" the box used {box_cpu:.1f} CPU s ({box_cpu / args.deliveries * 1000:.1f} ms per delivery)",
         f"provider: {len(calls)} calls logged, {lost} lost, {doubled} doubled"
         f" ({injected} requests answered 503)",
         f"/api/health idle: p50 {figures['idle_p50']:.1f} ms, p99 {figures['idle_p99']:.1f} ms",
