@@ -39,10 +39,15 @@ def object_body(key_id: str, store_id: str) -> bytes:
 
 
 @contextlib.contextmanager
-def box_workloads(synchronous: str) -> Iterator[list[Workload]]:
+def box_workloads(synchronous: str, budget: bool = True) -> Iterator[list[Workload]]:
     """A box on its own data directory with one user, one stored object to GET and the
-    body to PUT, as the real client sends them."""
-    env = {"TELENTIR_BOX_DATABASE__SYNCHRONOUS": synchronous}
+    body to PUT, as the real client sends them. The request budget is charged on every
+    request but set too high to refuse any (or, `budget` False, switched off)."""
+    env = {
+        "TELENTIR_BOX_DATABASE__SYNCHRONOUS": synchronous,
+        "TELENTIR_BOX_RATELIMIT__REQUESTS_PER_MINUTE": "1000000000" if budget else "0",
+    }
+    suffix = "" if budget else ", no budget"
     with running_server(env) as server:
         headers = {"authorization": f"Bearer {create_api_key(server.data_dir)}", **JSON}
         root = httpx.get(server.base_url + "/api/root", headers=headers, timeout=30).json()
@@ -51,8 +56,10 @@ def box_workloads(synchronous: str) -> Iterator[list[Workload]]:
         created = httpx.put(server.base_url + "/api/objects", headers=headers, content=body, timeout=30)
         object_url = f"{server.base_url}/api/objects/{created.json()['id']}"
         yield [
-            Workload(f"PUT {synchronous}", server, server.base_url + "/api/objects", "PUT", headers, body),
-            Workload(f"GET {synchronous}", server, object_url, headers=headers),
+            Workload(
+                f"PUT {synchronous}{suffix}", server, server.base_url + "/api/objects", "PUT", headers, body
+            ),
+            Workload(f"GET {synchronous}{suffix}", server, object_url, headers=headers),
         ]
 
 
@@ -61,9 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="times each workload is measured")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one measured slice")
     parser.add_argument("--concurrency", type=int, default=64, help="connections and workers")
+    parser.add_argument(
+        "--budget-cost", action="store_true", help="also measure FULL with the request budget off"
+    )
     args = parser.parse_args(argv)
 
-    with running_bare_app() as bare, box_workloads("FULL") as full, box_workloads("NORMAL") as normal:
+    with contextlib.ExitStack() as stack:
+        bare = stack.enter_context(running_bare_app())
+        full = stack.enter_context(box_workloads("FULL"))
+        normal = stack.enter_context(box_workloads("NORMAL"))
+        unbudgeted = stack.enter_context(box_workloads("FULL", budget=False)) if args.budget_cost else []
         floor_body = object_body("key_bench", "obj_bench")
         workloads = [
             Workload("bare GET (baseline)", bare, bare.base_url + "/bare"),
@@ -73,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             Workload("framework floor, PUT", bare, bare.base_url + "/bare/objects", "PUT", JSON, floor_body),
             *full,
             *normal,
+            *unbudgeted,
         ]
         rows = measure_interleaved(
             workloads, rounds=args.rounds, seconds=args.seconds, concurrency=args.concurrency
@@ -88,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             ratio, target = row.ratio or 0.0, TARGETS[row.name]
             verdict = "met" if ratio >= target else "MISSED"
             print(f"{row.name}: {ratio:.2f} of baseline (median of rounds), target >= {target} -> {verdict}")
+    by_name = {row.name: row for row in rows}
+    for name in ("GET FULL", "PUT FULL"):
+        off = by_name.get(f"{name}, no budget")
+        if off is not None and off.ratio:
+            cost = 1 - (by_name[name].ratio or 0.0) / off.ratio
+            print(f"request budget cost, {name}: {cost:.1%} of throughput (target < 5%)")
     return 0
 
 

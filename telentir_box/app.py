@@ -22,6 +22,7 @@ from telentir_box.config import Config
 from telentir_box.connect.routes import connect_routes
 from telentir_box.events.routes import event_routes
 from telentir_box.health import health
+from telentir_box.integrations.routes import integration_routes
 from telentir_box.jobs.routes import job_routes
 from telentir_box.store.hot_path import object_hot_path
 from telentir_box.store.routes import store_routes
@@ -84,6 +85,7 @@ def create_app(
             *call_routes,
             *job_routes,
             *(debug_routes if config.admin.debug_endpoints else []),
+            *integration_routes,
             *extra_routes,
         ],
     )

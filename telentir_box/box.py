@@ -30,6 +30,7 @@ from telentir_box.events.bus import Bus
 from telentir_box.events.recheck import recheck_streams_periodically
 from telentir_box.events.retention import prune_event_log_periodically
 from telentir_box.events.tickets import StreamTickets
+from telentir_box.integrations.runtime import Integrations, build_integrations
 from telentir_box.jobs.scheduler import Jobs, build_jobs
 from telentir_box.store.keygen import KeyGenerator
 from telentir_box.telephony.elevenlabs import ElevenLabs
@@ -41,6 +42,7 @@ from telentir_box.telephony.personas import PersonaCatalog
 from telentir_box.telephony.quotes import QuoteSigner
 from telentir_box.telephony.twilio_client import build_twilio_client
 from telentir_box.voice.service import Voice, build_voice
+from telentir_box.web.budget import RequestBudget
 
 log = logging.getLogger("telentir_box")
 API_KEY_USE_FLUSH_SECONDS = 30.0
@@ -68,6 +70,8 @@ class Box:
     knowledge: Knowledge
     billing: Billing
     voice: Voice
+    integrations: Integrations
+    budget: RequestBudget
     clock: Callable[[], datetime] = utc_now
     # The one-time setup token's file, when this start created it.
     setup_token_file: Path | None = None
@@ -97,6 +101,7 @@ class Box:
         credits = build_credits(db, config.billing, http)
         stripe_checkout = StripeCheckout(config.billing, http) if config.billing.stripe_secret_key else None
         billing = Billing(db, config.billing, credits, stripe_checkout, clock)
+        integrations = build_integrations(db, keyring, http, config.integrations)
         box = cls(
             config=config,
             db=db,
@@ -123,7 +128,9 @@ class Box:
             ),
             knowledge=Knowledge(db, LinkFetcher(http, config.knowledge), config.knowledge),
             billing=billing,
-            voice=build_voice(config, db, keyring, twilio, elevenlabs, billing),
+            voice=build_voice(config, db, keyring, twilio, elevenlabs, billing, integrations.queue),
+            integrations=integrations,
+            budget=RequestBudget(config.ratelimit.requests_per_minute),
             clock=clock,
         )
         box.jobs = build_jobs(
@@ -143,6 +150,7 @@ class Box:
         box.spawn(settle_abandoned_periodically(box.credits), "credit-recovery")
         box.spawn(push_call_charges_periodically(box.billing), "call-charge-recovery")
         box.spawn(box.voice.sweep_periodically(), "call-sweep")
+        box.spawn(box.integrations.outbox.run(), "integration-outbox")
         return box
 
     def log_start_notes(self) -> None:

@@ -435,6 +435,90 @@ class AdminConfig(_Section):
     debug_endpoints: bool = True
 
 
+class OAuthProviderConfig(_Section):
+    """One OAuth provider's app registration and endpoints; unset client_id: not offered."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    authorize_url: str = ""
+    token_url: str = ""
+    revoke_url: str = ""
+    api_base: str = ""
+    scopes: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret and self.authorize_url and self.token_url)
+
+
+class GoogleCalendarConfig(OAuthProviderConfig):
+    authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - an endpoint
+    revoke_url: str = "https://oauth2.googleapis.com/revoke"
+    api_base: str = "https://www.googleapis.com"
+    scopes: str = "openid email https://www.googleapis.com/auth/calendar.events"
+    calendar_id: str = "primary"
+
+
+class HubSpotConfig(OAuthProviderConfig):
+    authorize_url: str = "https://app.hubspot.com/oauth/authorize"
+    token_url: str = "https://api.hubapi.com/oauth/2026-03/token"  # noqa: S105 - an endpoint
+    revoke_url: str = "https://api.hubapi.com/oauth/2026-03/token/revoke"
+    api_base: str = "https://api.hubapi.com"
+    scopes: str = "crm.objects.contacts.read crm.objects.contacts.write oauth"
+
+
+class SalesforceConfig(OAuthProviderConfig):
+    authorize_url: str = "https://login.salesforce.com/services/oauth2/authorize"
+    token_url: str = "https://login.salesforce.com/services/oauth2/token"  # noqa: S105 - an endpoint
+    revoke_url: str = "https://login.salesforce.com/services/oauth2/revoke"
+    scopes: str = "api refresh_token"
+    api_version: str = "v62.0"
+
+
+class MicrosoftTeamsConfig(OAuthProviderConfig):
+    tenant: str = "common"
+    authorize_url: str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
+    token_url: str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"  # noqa: S105 - an endpoint
+    api_base: str = "https://graph.microsoft.com"
+    scopes: str = "openid offline_access User.Read ChannelMessage.Send ChatMessage.Send"
+    team_id: str = ""
+    channel_id: str = ""
+    chat_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.chat_id and (self.team_id or self.channel_id):
+            raise ValueError("give either chat_id or team_id and channel_id, not both")
+        if bool(self.team_id) != bool(self.channel_id):
+            raise ValueError("team_id and channel_id go together")
+
+
+class IntegrationsConfig(_Section):
+    dashboard_url: str = "/"
+    state_ttl_seconds: int = 600
+    max_attempts: int = 8
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 900.0
+    lease_seconds: float = 120.0
+    send_concurrency: int = 8
+    google_calendar: GoogleCalendarConfig = msgspec.field(default_factory=GoogleCalendarConfig)
+    hubspot: HubSpotConfig = msgspec.field(default_factory=HubSpotConfig)
+    salesforce: SalesforceConfig = msgspec.field(default_factory=SalesforceConfig)
+    microsoft_teams: MicrosoftTeamsConfig = msgspec.field(default_factory=MicrosoftTeamsConfig)
+
+    def __post_init__(self) -> None:
+        self._at_least(1, "state_ttl_seconds", "max_attempts", "send_concurrency")
+        self._at_most(3600, "state_ttl_seconds")
+        self._positive("retry_base_seconds", "retry_max_seconds", "lease_seconds")
+
+
+class RateLimitConfig(_Section):
+    requests_per_minute: int = 1200
+
+    def __post_init__(self) -> None:
+        self._at_least(0, "requests_per_minute")
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
@@ -454,6 +538,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     calls: CallsConfig = msgspec.field(default_factory=CallsConfig)
     jobs: JobsConfig = msgspec.field(default_factory=JobsConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    integrations: IntegrationsConfig = msgspec.field(default_factory=IntegrationsConfig)
+    ratelimit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
 
     def __post_init__(self) -> None:
         # Every event stream holds a connection, so the cap on connections must carry them.
@@ -491,7 +577,12 @@ def load_config(
     for name, value in environ.items():
         if name.startswith(ENV_PREFIX) and name != CONFIG_ENV and "__" in name:
             section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-            raw.setdefault(section, {})[key] = _env_value(value)
+            # A nested section (integrations.hubspot) is named SECTION__SUB__KEY.
+            sub, nested, sub_key = key.partition("__")
+            target = raw.setdefault(section, {})
+            if nested:
+                target, key = target.setdefault(sub, {}), sub_key
+            target[key] = _env_value(value)
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
     try:
@@ -524,12 +615,18 @@ def _readable(message: str) -> str:
 def masked(config: Config) -> dict[str, Any]:
     """The effective config as plain data with every secret replaced by a mask."""
     data = msgspec.to_builtins(config)
-    for section in data.values():
+    sections = list(data.values())
+    while sections:
+        section = sections.pop()
         for key, value in section.items():
-            if value and _is_secret(key):
+            if isinstance(value, dict):
+                sections.append(value)
+            elif value and _is_secret(key):
                 section[key] = MASK
     return data
 
 
 def _is_secret(key: str) -> bool:
+    if key.endswith("_url"):  # token_url names an endpoint, not a token
+        return False
     return key.endswith("api_key") or any(word in key for word in ("secret", "token", "password"))

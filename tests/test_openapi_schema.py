@@ -37,6 +37,8 @@ def test_every_operation_has_a_tag_a_written_summary_and_typed_answers(schema: d
                 assert not content, (method, path)
             elif status.startswith("2"):
                 assert content, (method, path, status)
+            elif status.startswith("3"):
+                assert "location" in {name.lower() for name in response["headers"]}, (method, path)
             else:
                 assert next(m["schema"]["$ref"] for m in content.values()) in ERROR_BODIES, (method, path)
 

@@ -54,7 +54,10 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     if "principal" not in state:
         token = bearer_token(connection)
         box = connection.app.state.box
-        state["principal"] = await box.authenticator.resolve(token) if token else None
+        principal = await box.authenticator.resolve(token) if token else None
+        state["principal"] = principal
+        if principal is not None:
+            box.budget.spend(principal, connection.scope)
     return state["principal"]
 
 

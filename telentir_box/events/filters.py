@@ -16,6 +16,9 @@ EVENT_TYPES = (
     "object_deleted",
     "publish",
     "unpublish",
+    # The box's own, beyond the store's wire: an integration whose refresh token the
+    # provider refused (integrations/tokens.py); payload {provider, error}.
+    "integration_broken",
 )
 # Per channel: query filter -> the payload field it compares (userId is the stream's owner).
 FILTER_FIELDS: dict[str, dict[str, str]] = {
@@ -26,6 +29,7 @@ FILTER_FIELDS: dict[str, dict[str, str]] = {
     "object_deleted": {"objectId": "object_id"},
     "publish": {"type": "type", "relatedId": "related_id", "objectId": "object_id"},
     "unpublish": {"type": "type", "relatedId": "related_id"},
+    "integration_broken": {},
 }
 FILTER_NAMES = ("userId", "objectId", "keyId", "relatedId", "type")
 

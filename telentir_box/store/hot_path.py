@@ -101,6 +101,8 @@ async def _caller(box: Box, token: str, scope: Scope) -> Principal:
     like `current_principal` does, so a request passed on is not resolved twice."""
     principal = await box.authenticator.resolve(token)
     scope.setdefault("state", {})["principal"] = principal
+    if principal is not None:
+        box.budget.spend(principal, scope)  # the same budget the Litestar routes charge
     return admit(principal, phone=True)
 
 

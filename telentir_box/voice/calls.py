@@ -153,7 +153,7 @@ class CallLedger:
                 tx, row.user_id, row.record_object_id, seal_document(public, row.server, document)
             )
         row = await repo.update_call(tx, row.id, {"status": status, "final": 1, "live": None})
-        await self.hooks.call_final(tx, row)
+        await self.hooks.call_final(tx, row, live)
         return row
 
 

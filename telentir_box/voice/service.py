@@ -13,6 +13,7 @@ from telentir_box.config import CallsConfig, Config
 from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import calls as repo
 from telentir_box.db.database import Database
+from telentir_box.integrations.deliveries import DeliveryQueue
 from telentir_box.telephony.elevenlabs import ElevenLabs
 from telentir_box.telephony.twilio_client import TwilioClient
 from telentir_box.voice.calls import CallLedger, iso_before
@@ -68,8 +69,9 @@ def build_voice(
     twilio: TwilioClient | None,
     elevenlabs: ElevenLabs,
     billing: Billing | None,
+    deliveries: DeliveryQueue | None,
 ) -> Voice:
-    ledger = CallLedger(db, keyring, CallHooks(billing))
+    ledger = CallLedger(db, keyring, CallHooks(billing, deliveries))
     return Voice(
         ledger=ledger,
         placer=CallPlacer(db, keyring, ledger, twilio, elevenlabs, config.calls, config.server.public_url),

@@ -41,6 +41,7 @@ from telentir_box.errors import (
     NotFound,
     PayloadTooLarge,
     PhoneVerificationRequired,
+    RateLimited,
     TwoFactorRequired,
     Unauthorized,
     UnsupportedMediaType,
@@ -134,6 +135,7 @@ TAGS = [
     Tag(name="webhooks", description="Twilio, ElevenLabs and Stripe callbacks, each signed by its sender"),
     Tag(name="jobs", description="Scheduled jobs over HTTP (cron secret), their runs, report preferences"),
     Tag(name="admin", description="Diagnostics for the super admin"),
+    Tag(name="integrations", description="OAuth connections and what each delivers after a call"),
     Tag(name="system", description="Health"),
 ]
 
@@ -223,8 +225,11 @@ def _access(handler: HTTPRouteHandler) -> Access | None:
 def _shared_errors(
     handler: HTTPRouteHandler, method: str, operation: Operation, access: Access | None
 ) -> list[type[AppError]]:
-    # Any request may carry a header block past the connection's limits.
+    # Any request may carry a header block past the connection's limits; a credential
+    # may spend its request budget ([ratelimit] requests_per_minute).
     kinds: list[type[AppError]] = [*(access.refusals if access else ()), HeadersTooLarge]
+    if access is not None:
+        kinds.append(RateLimited)
     if operation.request_body is not None:
         kinds += [ValidationFailed, PayloadTooLarge, UnsupportedMediaType]
     parameters = operation.parameters or []

@@ -1,0 +1,2 @@
+"""Integrations: OAuth connections to Google Calendar, HubSpot, Salesforce and
+Microsoft Teams, and the deliveries each makes after a call, through a durable outbox."""
