@@ -20,8 +20,10 @@ import pytest
 
 from telentir_box.config import load_config
 from telentir_box.db import integrations as repo
+from telentir_box.db.calls import CallRow
 from telentir_box.db.events import events_after
 from telentir_box.integrations.calls import AgreedMeeting, FinishedCall
+from telentir_box.voice.calls import Live
 from tests.auth_support import FAST_ENV, PASSWORD
 from tests.conftest import create_user, free_port
 from tests.inprocess_box import InProcessBox
@@ -202,6 +204,44 @@ def test_integrations_second_call_reuses_the_contact_and_books_nothing_without_a
     salesforce = world.fake.providers["salesforce"].objects
     assert len(salesforce["Lead"]) == 1 and len(salesforce["Task"]) == 2  # the lead matched by email
     assert len(world.fake.providers["google"].objects["events"]) == events_before
+
+
+def test_integrations_a_call_made_final_by_the_calls_code_queues_its_deliveries(world: World) -> None:
+    # The calls code's own hook, as it runs in the transaction that makes a call final:
+    # a new contact, found in HubSpot and Salesforce by the call's own details.
+    box = world.harness.box
+    calls_before = len(world.fake.providers["hubspot"].objects["calls"])
+    now = "2026-11-30T16:00:00.000Z"
+    row = CallRow(
+        id="call_hooked", user_id=world.users["admin"]["id"], direction="outbound", phone_number_id="pn_1",
+        server="default", call_sid="CA1", conversation_id="conv_1", status="completed",
+        twilio_status="completed", twilio_sequence=3, answered_by=None, outcome="success",
+        started_at=now, answered_at=now, ended_at=now, duration_seconds=90, record_object_id=None,
+        transcription_object_id=None, audio_object_id=None, audio_source=None, recording_sid=None,
+        final=1, live=None, created_at=now, updated_at=now,
+    )  # fmt: skip
+    live = Live(
+        contact={"name": "Alan Turing", "phone": "+14155550123", "email": "alan@example.com"},
+        phone={"id": "pn_1", "number": "+14155550199"},
+        agents=[],
+        agent={},
+        source={"type": "prompt", "prompt": {"text": "Book a demo"}},
+        notes="Alan asked for a call back next week",
+    )
+    world.harness.run(box.db.write(lambda tx: box.voice.ledger.hooks.call_final(tx, row, live)))
+    world.wait_settled("admin")
+    hubspot = world.fake.providers["hubspot"].objects
+    assert len(hubspot["calls"]) == calls_before + 1
+    contact = next(c for c in hubspot["contacts"] if c["properties"]["email"] == "alan@example.com")
+    call = hubspot["calls"][-1]
+    assert call["properties"]["hs_call_direction"] == "OUTBOUND"
+    assert call["properties"]["hs_call_duration"] == "90000"
+    assert call["properties"]["hs_call_body"] == "Alan asked for a call back next week"
+    assert call["associations"][0]["to"]["id"] == contact["id"]
+    lead = next(
+        x for x in world.fake.providers["salesforce"].objects["Lead"] if x["Email"] == "alan@example.com"
+    )
+    assert (lead["FirstName"], lead["LastName"]) == ("Alan", "Turing")
 
 
 def test_integrations_microsoft_rotated_refresh_tokens_are_stored_each_time(world: World) -> None:
