@@ -20,7 +20,7 @@ from telentir_box.app import create_app
 from telentir_box.config import load_config
 from telentir_box.db import jobs as jobs_repo
 from telentir_box.db.database import Transaction
-from telentir_box.jobs.figures import CallFigures, CallTable
+from telentir_box.jobs.figures import CallFigures, CallTable, DeliveryTable
 from tests.auth_support import FAST_ENV, Inbox, call, setup_owner, smtp_server
 from tests.conftest import free_port
 from tests.connect_fakes import FakeConnector
@@ -382,3 +382,30 @@ def test_jobs_call_figures_are_summed_from_the_final_calls_of_the_window(setup: 
     assert figures == CallFigures(
         calls_in=2, calls_out=1, answered=1, voicemail=1, missed=1, seconds=120, analysed=2, successful=1
     )
+
+
+def test_jobs_failed_deliveries_are_the_deliveries_that_went_dead_in_the_window(setup: Setup) -> None:
+    box = setup.app.app.state.box
+    source = DeliveryTable(box.db)
+    start = datetime(2031, 2, 1, tzinfo=UTC)
+    portal = setup.app.blocking_portal
+    assert portal is not None
+    owner_id = setup.ids["owner"]
+
+    async def create(tx: Transaction) -> None:
+        rows = [
+            ("dlv_1", "dead", b"sealed", "2031-02-01T09:00:00.000Z"),
+            ("dlv_2", "dead", b"sealed", "2031-02-01T23:59:59.999Z"),
+            ("dlv_3", "pending", b"sealed", "2031-02-01T10:00:00.000Z"),
+            ("dlv_4", "delivered", None, "2031-02-01T11:00:00.000Z"),
+            ("dlv_5", "dead", b"sealed", "2031-02-02T00:00:00.000Z"),  # the next day
+        ]
+        await tx.conn.executemany(
+            "INSERT INTO integration_deliveries (id, user_id, provider, kind, status, payload,"
+            " idempotency_key, next_attempt_at, created_at, updated_at)"
+            " VALUES (?, ?, 'hubspot', 'call', ?, ?, ?, ?, ?, ?)",
+            [(id_, owner_id, status, payload, id_, at, at, at) for id_, status, payload, at in rows],
+        )
+
+    portal.call(box.db.write, create)
+    assert portal.call(source.failed_deliveries, start, start + timedelta(days=1)) == 2

@@ -256,6 +256,16 @@ async def lead_figures(conn: Connection, start: str, end: str) -> LeadFigures:
     return LeadFigures(allowance + prepaid, allowance, prepaid)
 
 
+async def dead_deliveries(conn: Connection, start: str, end: str) -> int:
+    """Integration deliveries given up on (dead) in [start, end)."""
+    rows = await conn.execute_fetchall(
+        "SELECT COUNT(*) FROM integration_deliveries"
+        " WHERE status = 'dead' AND updated_at >= ? AND updated_at < ?",
+        (start, end),
+    )
+    return int(rows[0][0])
+
+
 async def call_sums(conn: Connection, start: str, end: str) -> tuple[int, ...]:
     """calls in, calls out, answered, voicemail, missed, seconds answered, analysed,
     successful: of the final calls started in [start, end). Answered is the Call

@@ -1,6 +1,5 @@
-"""The figures the report emails carry, for a time window: calls (through the
-`CallUsage` seam the calls issue fills), integration deliveries that failed (the
-`DeliveryFailures` seam of the integrations issue), and leads and credits from the
+"""The figures the report emails carry, for a time window: calls (from the box's call
+metadata), integration deliveries that went dead, and leads and credits from the
 credit ledger. Figures only: nothing here knows a caller, a transcript or a summary."""
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ class CallUsage(Protocol):
 
 
 class DeliveryFailures(Protocol):
-    """Where the reports read failed integration deliveries from (integrations issue)."""
+    """Where the reports read failed integration deliveries from."""
 
     async def failed_deliveries(self, start: datetime, end: datetime) -> int: ...
 
@@ -68,11 +67,15 @@ class CallTable:
             return CallFigures(*await jobs_repo.call_sums(conn, iso(start), iso(end)))
 
 
-class NoDeliveries:
-    """Until the box delivers to integrations: nothing failed."""
+@dataclass
+class DeliveryTable:
+    """Integration deliveries that went dead (gave up) in the window."""
+
+    db: Database
 
     async def failed_deliveries(self, start: datetime, end: datetime) -> int:
-        return 0
+        async with self.db.reading() as conn:
+            return await jobs_repo.dead_deliveries(conn, iso(start), iso(end))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +101,11 @@ class FigureSources:
     db: Database
     lead_price_cents: int
     calls: CallUsage = field(init=False)
-    deliveries: DeliveryFailures = field(default_factory=NoDeliveries)
+    deliveries: DeliveryFailures = field(init=False)
 
     def __post_init__(self) -> None:
         self.calls = CallTable(self.db)
+        self.deliveries = DeliveryTable(self.db)
 
     async def window(self, start: datetime, end: datetime) -> WindowFigures:
         async with self.db.reading() as conn:
