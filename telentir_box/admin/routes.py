@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import get
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
@@ -13,22 +12,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 from telentir_box.auth.guards import current_principal
 from telentir_box.box import Box
-from telentir_box.db.diagnostics import diagnose
+from telentir_box.db.diagnostics import DatabaseReport, diagnose
 from telentir_box.errors import NotFound
-
-
-class DatabaseHealth(msgspec.Struct):
-    reachable: bool
-    latency_ms: float | None
-    schema_version: int | None
-    latest_schema_version: int
-    journal_mode: str | None
-    file_bytes: int
-    wal_bytes: int
-    page_size: int | None
-    page_count: int | None
-    freelist_count: int | None
-    integrity: list[str]
 
 
 async def requires_super_admin_or_hidden(
@@ -45,9 +30,8 @@ async def requires_super_admin_or_hidden(
     summary="Database health for the super admin: latency, schema, WAL and file size, integrity",
     tags=["admin"],
 )
-async def debug_db(box: NamedDependency[Box]) -> DatabaseHealth:
-    report = await diagnose(box.db)
-    return DatabaseHealth(**{field: getattr(report, field) for field in DatabaseHealth.__struct_fields__})
+async def debug_db(box: NamedDependency[Box]) -> DatabaseReport:
+    return await diagnose(box.db)
 
 
 debug_routes = [debug_db]
