@@ -19,9 +19,14 @@ from telentir_box.auth.guards import current_principal, requires_auth, requires_
 from telentir_box.auth.principal import Principal
 from telentir_box.box import Box
 from telentir_box.integrations import connections
-from telentir_box.integrations.connections import ConnectFailed, Disconnected, ProviderStatus
+from telentir_box.integrations.connections import (
+    ConnectFailed,
+    Disconnected,
+    IntegrationNotConfigured,
+    ProviderStatus,
+)
 from telentir_box.integrations.deliveries import DeliveryView, delivery_view, list_deliveries
-from telentir_box.web.openapi import optional_auth
+from telentir_box.web.openapi import errors, optional_auth
 from telentir_box.web.paging import Limit, page_size
 
 DEFAULT_PAGE = 50
@@ -65,6 +70,7 @@ class IntegrationController(Controller):
         guards=[requires_role("admin")],
         status_code=200,
         summary="Start connecting an integration: the provider URL to send the browser to",
+        responses=errors(IntegrationNotConfigured),
     )
     async def connect(
         self,
@@ -83,6 +89,7 @@ class IntegrationController(Controller):
         guards=[requires_role("admin")],
         status_code=302,
         summary="Start connecting an integration: redirects the browser to the provider",
+        responses=errors(IntegrationNotConfigured),
     )
     async def connect_redirect(
         self,
