@@ -24,6 +24,7 @@ from telentir_box.db.calls import CallRow
 from telentir_box.db.events import events_after
 from telentir_box.integrations.calls import AgreedMeeting, FinishedCall
 from telentir_box.voice.calls import Live
+from telentir_box.voice.elevenlabs_webhooks import agreed_meeting
 from tests.auth_support import FAST_ENV, PASSWORD
 from tests.conftest import create_user, free_port
 from tests.inprocess_box import InProcessBox
@@ -227,7 +228,17 @@ def test_integrations_a_call_made_final_by_the_calls_code_queues_its_deliveries(
         agent={},
         source={"type": "prompt", "prompt": {"text": "Book a demo"}},
         notes="Alan asked for a call back next week",
+        meeting=agreed_meeting(
+            {
+                "data_collection_results": {
+                    "meeting_start": {"value": "2026-12-04T15:00:00+00:00"},
+                    "meeting_attendee_email": {"value": "alan@example.com"},
+                    "meeting_duration_minutes": {"value": 45},
+                }
+            }
+        ),
     )
+    events_before = len(world.fake.providers["google"].objects["events"])
     world.harness.run(box.db.write(lambda tx: box.voice.ledger.hooks.call_final(tx, row, live)))
     world.wait_settled("admin")
     hubspot = world.fake.providers["hubspot"].objects
@@ -242,6 +253,30 @@ def test_integrations_a_call_made_final_by_the_calls_code_queues_its_deliveries(
         x for x in world.fake.providers["salesforce"].objects["Lead"] if x["Email"] == "alan@example.com"
     )
     assert (lead["FirstName"], lead["LastName"]) == ("Alan", "Turing")
+    events = world.fake.providers["google"].objects["events"]
+    assert len(events) == events_before + 1
+    assert events[-1]["start"]["dateTime"] == "2026-12-04T15:00:00+00:00"
+    assert events[-1]["end"]["dateTime"] == "2026-12-04T15:45:00+00:00"
+    assert events[-1]["attendees"] == [{"email": "alan@example.com"}]
+
+
+@pytest.mark.parametrize(
+    "collected",
+    [
+        {
+            "meeting_start": {"value": "2026-12-04T15:00:00"},
+            "meeting_attendee_email": {"value": "a@b.example"},
+        },
+        {"meeting_start": {"value": "next tuesday"}, "meeting_attendee_email": {"value": "a@b.example"}},
+        {"meeting_start": {"value": "2026-12-04T15:00:00+00:00"}},
+        {"meeting_attendee_email": {"value": "a@b.example"}},
+        {},
+    ],
+)
+def test_integrations_no_meeting_unless_the_analysis_names_a_start_with_offset_and_an_email(
+    collected: dict[str, Any],
+) -> None:
+    assert agreed_meeting({"data_collection_results": collected}) is None
 
 
 def test_integrations_microsoft_rotated_refresh_tokens_are_stored_each_time(world: World) -> None:

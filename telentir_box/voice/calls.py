@@ -37,6 +37,8 @@ class Live(msgspec.Struct, kw_only=True, omit_defaults=True):
     source: dict[str, Any]
     knowledgeBase: Any = None
     notes: str | None = None
+    # A meeting the analysis says was agreed (see elevenlabs_webhooks.agreed_meeting).
+    meeting: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

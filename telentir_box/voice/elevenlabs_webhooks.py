@@ -263,10 +263,42 @@ def fold_transcription(
     if row.duration_seconds in (None, 0) and isinstance(duration, int | float):
         columns["duration_seconds"] = int(duration)
     summary = analysis.get("transcript_summary")
+    notes = summary if isinstance(summary, str) and summary else None
+    meeting = agreed_meeting(analysis)
     new_live = None
-    if live is not None and isinstance(summary, str) and summary:
-        new_live = msgspec.structs.replace(live, notes=summary)
+    if live is not None and (notes or meeting):
+        new_live = msgspec.structs.replace(live, notes=notes or live.notes, meeting=meeting)
     return Change(columns, live=new_live, child=("transcription", sealed))
+
+
+def agreed_meeting(analysis: dict[str, Any]) -> dict[str, Any] | None:
+    """The meeting the agent's data collection says was agreed: items `meeting_start`
+    (ISO 8601 with its offset) and `meeting_attendee_email`, and optionally
+    `meeting_duration_minutes` (default 30) and `meeting_attendee_name`. None unless
+    the start and the email are both there and well formed."""
+    collected = analysis.get("data_collection_results")
+    if not isinstance(collected, dict):
+        return None
+
+    def value(key: str) -> Any:
+        item = collected.get(key)
+        return item.get("value") if isinstance(item, dict) else None
+
+    start, email = value("meeting_start"), value("meeting_attendee_email")
+    try:
+        moment = datetime.fromisoformat(start) if isinstance(start, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not isinstance(email, str) or "@" not in email:
+        return None
+    minutes = value("meeting_duration_minutes")
+    name = value("meeting_attendee_name")
+    return {
+        "start": moment.isoformat(),
+        "duration_minutes": minutes if isinstance(minutes, int) and 5 <= minutes <= 480 else 30,
+        "attendee_email": email,
+        "attendee_name": name if isinstance(name, str) else "",
+    }
 
 
 def transcript_outcome(metadata: dict[str, Any], analysis: dict[str, Any]) -> str | None:
