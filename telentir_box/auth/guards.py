@@ -57,7 +57,7 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
         principal = await box.authenticator.resolve(token) if token else None
         state["principal"] = principal
         if principal is not None:
-            box.budget.spend(principal, connection.scope)
+            box.budget.spend(principal)
     return state["principal"]
 
 

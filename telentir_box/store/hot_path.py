@@ -102,7 +102,7 @@ async def _caller(box: Box, token: str, scope: Scope) -> Principal:
     principal = await box.authenticator.resolve(token)
     scope.setdefault("state", {})["principal"] = principal
     if principal is not None:
-        box.budget.spend(principal, scope)  # the same budget the Litestar routes charge
+        box.budget.spend(principal)  # the same budget the Litestar routes charge
     return admit(principal, phone=True)
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("telentir_box.access")
-RATE_HEADERS = "ratelimit_headers"
 
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -64,8 +63,6 @@ def request_context_middleware(*, https: bool) -> Any:
                         *extra_headers,
                         *(() if is_schema or _has_cache_control(headers) else (_NO_STORE,)),
                         (b"x-request-id", request_id.encode()),
-                        # The caller's request budget (web.budget), where it was charged.
-                        *scope["state"].get(RATE_HEADERS, ()),
                     ]
                 await send(message)
 
