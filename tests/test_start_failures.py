@@ -160,6 +160,15 @@ def test_restore_without_a_master_key_says_to_put_it_back(env: dict[str, str], t
     assert not target.exists()
 
 
+def opened(pid: int, path: str) -> bool:
+    """Whether process `pid` has `path` open; its descriptors come and go as we look."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    return path in links
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_start_up_stops_the_process(initialised: Path, env: dict[str, str], sig: int) -> None:
     # Another process holds the database's write lock, so the start waits inside
@@ -176,10 +185,7 @@ def test_a_signal_during_start_up_stops_the_process(initialised: Path, env: dict
     try:
         database = str(initialised / "telentir-box.sqlite3")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            fds = Path(f"/proc/{process.pid}/fd")
-            if any(os.path.realpath(fd) == database for fd in fds.iterdir()):
-                break
+        while time.monotonic() < deadline and process.poll() is None and not opened(process.pid, database):
             time.sleep(0.05)
         process.send_signal(sig)
         code = process.wait(timeout=15)
