@@ -24,7 +24,7 @@ from telentir_box.db.calls import CallRow
 from telentir_box.db.events import events_after
 from telentir_box.integrations.calls import AgreedMeeting, FinishedCall
 from telentir_box.voice.calls import Live
-from telentir_box.voice.elevenlabs_webhooks import agreed_meeting
+from telentir_box.voice.elevenlabs_webhooks import Transcription, agreed_meeting, fold_transcription
 from tests.auth_support import FAST_ENV, PASSWORD
 from tests.conftest import create_user, free_port
 from tests.inprocess_box import InProcessBox
@@ -221,23 +221,25 @@ def test_integrations_a_call_made_final_by_the_calls_code_queues_its_deliveries(
         transcription_object_id=None, audio_object_id=None, audio_source=None, recording_sid=None,
         final=1, live=None, created_at=now, updated_at=now,
     )  # fmt: skip
-    live = Live(
+    ringing = Live(
         contact={"name": "Alan Turing", "phone": "+14155550123", "email": "alan@example.com"},
         phone={"id": "pn_1", "number": "+14155550199"},
         agents=[],
         agent={},
         source={"type": "prompt", "prompt": {"text": "Book a demo"}},
-        notes="Alan asked for a call back next week",
-        meeting=agreed_meeting(
-            {
-                "data_collection_results": {
-                    "meeting_start": {"value": "2026-12-04T15:00:00+00:00"},
-                    "meeting_attendee_email": {"value": "alan@example.com"},
-                    "meeting_duration_minutes": {"value": 45},
-                }
-            }
-        ),
     )
+    # The transcription webhook's fold is what puts the summary and the meeting there.
+    analysis = {
+        "transcript_summary": "Alan asked for a call back next week",
+        "data_collection_results": {
+            "meeting_start": {"value": "2026-12-04T15:00:00+00:00"},
+            "meeting_attendee_email": {"value": "alan@example.com"},
+            "meeting_duration_minutes": {"value": 45},
+        },
+    }
+    folded = fold_transcription(row, ringing, Transcription("conv_1", analysis=analysis), object())  # type: ignore[arg-type]
+    assert folded is not None and folded.live is not None
+    live = folded.live
     events_before = len(world.fake.providers["google"].objects["events"])
     world.harness.run(box.db.write(lambda tx: box.voice.ledger.hooks.call_final(tx, row, live)))
     world.wait_settled("admin")

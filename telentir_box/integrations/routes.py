@@ -61,6 +61,14 @@ def dashboard_redirect(box: Box, provider: str, error: str | None) -> Redirect:
     return Redirect(url + ("&" if "?" in url else "?") + urlencode(outcome), status_code=302)
 
 
+async def _authorization_url(
+    request: Request[Any, Any, Any], box: Box, principal: Principal, provider: str
+) -> str:
+    """Where to send the caller's browser to connect `provider` (a fresh, bound state)."""
+    uri = redirect_uri(request, box, provider)
+    return await connections.start_connect(box.integrations.connections, principal.user_id, provider, uri)
+
+
 class IntegrationController(Controller):
     path = "/integrations"
     tags = ["integrations"]
@@ -79,10 +87,7 @@ class IntegrationController(Controller):
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
     ) -> ConnectUrl:
-        uri = redirect_uri(request, box, provider)
-        return ConnectUrl(
-            await connections.start_connect(box.integrations.connections, principal.user_id, provider, uri)
-        )
+        return ConnectUrl(await _authorization_url(request, box, principal, provider))
 
     @get(
         "/{provider:str}/connect",
@@ -98,9 +103,7 @@ class IntegrationController(Controller):
         box: NamedDependency[Box],
         principal: NamedDependency[Principal],
     ) -> Redirect:
-        uri = redirect_uri(request, box, provider)
-        url = await connections.start_connect(box.integrations.connections, principal.user_id, provider, uri)
-        return Redirect(url, status_code=302)
+        return Redirect(await _authorization_url(request, box, principal, provider), status_code=302)
 
     @get(
         "/{provider:str}/callback",

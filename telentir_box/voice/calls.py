@@ -19,6 +19,7 @@ from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import calls as repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.ids import new_id
+from telentir_box.integrations.calls import AgreedMeeting
 from telentir_box.voice.records import Sealed, create_object, replace_object, seal_document, server_public_key
 from telentir_box.voice.seams import CallHooks
 
@@ -38,7 +39,7 @@ class Live(msgspec.Struct, kw_only=True, omit_defaults=True):
     knowledgeBase: Any = None
     notes: str | None = None
     # A meeting the analysis says was agreed (see elevenlabs_webhooks.agreed_meeting).
-    meeting: dict[str, Any] | None = None
+    meeting: AgreedMeeting | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from telentir_box.crypto.keyring import Keyring
 from telentir_box.db import calls as repo
 from telentir_box.db.database import Database, Transaction
 from telentir_box.errors import AppError, ServiceUnavailable, ValidationFailed
+from telentir_box.integrations.calls import AgreedMeeting
 from telentir_box.voice.calls import CallLedger, Change, Live, iso_before
 from telentir_box.voice.records import Sealed, seal_document, seal_parts
 from telentir_box.voice.twilio_webhooks import server_public_key_read
@@ -271,7 +272,7 @@ def fold_transcription(
     return Change(columns, live=new_live, child=("transcription", sealed))
 
 
-def agreed_meeting(analysis: dict[str, Any]) -> dict[str, Any] | None:
+def agreed_meeting(analysis: dict[str, Any]) -> AgreedMeeting | None:
     """The meeting the agent's data collection says was agreed: items `meeting_start`
     (ISO 8601 with its offset) and `meeting_attendee_email`, and optionally
     `meeting_duration_minutes` (default 30) and `meeting_attendee_name`. None unless
@@ -291,14 +292,13 @@ def agreed_meeting(analysis: dict[str, Any]) -> dict[str, Any] | None:
         moment = None
     if moment is None or moment.tzinfo is None or not isinstance(email, str) or "@" not in email:
         return None
-    minutes = value("meeting_duration_minutes")
-    name = value("meeting_attendee_name")
-    return {
-        "start": moment.isoformat(),
-        "duration_minutes": minutes if isinstance(minutes, int) and 5 <= minutes <= 480 else 30,
-        "attendee_email": email,
-        "attendee_name": name if isinstance(name, str) else "",
-    }
+    minutes, name = value("meeting_duration_minutes"), value("meeting_attendee_name")
+    return AgreedMeeting(
+        start=moment,
+        duration_minutes=minutes if isinstance(minutes, int) and 5 <= minutes <= 480 else 30,
+        attendee_email=email,
+        attendee_name=name if isinstance(name, str) else "",
+    )
 
 
 def transcript_outcome(metadata: dict[str, Any], analysis: dict[str, Any]) -> str | None:

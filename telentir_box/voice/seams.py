@@ -4,13 +4,13 @@ call about to be placed, a call made final, a recording stored."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from telentir_box.billing.state import Billing, CallEnded
 from telentir_box.db import jobs as jobs_repo
 from telentir_box.db.calls import CallRow
 from telentir_box.db.database import Transaction
-from telentir_box.integrations.calls import AgreedMeeting, FinishedCall
+from telentir_box.integrations.calls import FinishedCall
 from telentir_box.integrations.deliveries import DeliveryQueue
 
 if TYPE_CHECKING:
@@ -65,16 +65,5 @@ def finished_call(row: CallRow, live: Live) -> FinishedCall:
         contact_name=str(live.contact.get("name") or ""),
         contact_phone=theirs,
         contact_email=str(live.contact.get("email") or ""),
-        meeting=_meeting(live.meeting),
-    )
-
-
-def _meeting(meeting: dict[str, Any] | None) -> AgreedMeeting | None:
-    if meeting is None:
-        return None
-    return AgreedMeeting(
-        start=datetime.fromisoformat(meeting["start"]),
-        duration_minutes=int(meeting["duration_minutes"]),
-        attendee_email=str(meeting["attendee_email"]),
-        attendee_name=str(meeting.get("attendee_name") or ""),
+        meeting=live.meeting,
     )
