@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +50,7 @@ class Connections:
     http: httpx.AsyncClient
     config: IntegrationsConfig
     providers: dict[str, Provider]
+    oauth_clients: Mapping[str, oauth.OAuthClient]
     tokens: TokenKeeper
     token_sealer: Sealer
     state_sealer: Sealer
@@ -84,7 +86,8 @@ async def start_connect(parts: Connections, user_id: str, name: str, redirect_ur
         await repo.insert_state(tx, hashed, row)
 
     await parts.db.write(insert)
-    return oauth.authorization_url(provider.config(), redirect_uri, state, verifier, provider.authorize_extra)
+    client = parts.oauth_clients[name]
+    return client.authorization_url(redirect_uri, state, verifier, provider.authorize_extra)
 
 
 async def finish_connect(parts: Connections, user_id: str, name: str, query: dict[str, str]) -> None:
@@ -109,7 +112,7 @@ async def finish_connect(parts: Connections, user_id: str, name: str, query: dic
         raise ConnectFailed("missing_code")
     verifier = parts.state_sealer.open(found.verifier, hashed).decode()
     try:
-        answer = await oauth.exchange_code(parts.http, provider.config(), code, found.redirect_uri, verifier)
+        answer = await parts.oauth_clients[name].exchange_code(code, found.redirect_uri, verifier)
     except oauth.OAuthError:
         raise ConnectFailed("exchange_failed") from None
     await _store_connection(parts, provider, user_id, answer)
@@ -203,7 +206,7 @@ async def disconnect(parts: Connections, user_id: str, name: str) -> Disconnecte
     tokens = open_tokens(parts.token_sealer, row.id, row.tokens)
     # Revoking the refresh token ends its access tokens too; where there is none, the access token.
     token = str(tokens.get("refresh_token") or tokens.get("access_token") or "")
-    revoked = await oauth.revoke(parts.http, provider.config(), token) if token else False
+    revoked = await parts.oauth_clients[name].revoke(token) if token else False
     if revoked:
         note = "revoked at the provider"
     elif not provider.config().revoke_url:

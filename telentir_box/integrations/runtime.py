@@ -14,6 +14,7 @@ from telentir_box.integrations.connections import Connections
 from telentir_box.integrations.deliveries import DeliveryQueue
 from telentir_box.integrations.google_calendar import GoogleCalendar
 from telentir_box.integrations.hubspot import HubSpot
+from telentir_box.integrations.oauth import OAuthClient
 from telentir_box.integrations.outbox import Outbox
 from telentir_box.integrations.providers import Provider
 from telentir_box.integrations.salesforce import Salesforce
@@ -39,12 +40,15 @@ def build_integrations(
     }
     token_sealer = keyring.sealer("integration-tokens")
     payload_sealer = keyring.sealer("integration-deliveries")
-    tokens = TokenKeeper(db, token_sealer, http, providers)
+    # One grant client per provider, for every user's connection, on the box's HTTP client.
+    oauth_clients = {name: OAuthClient(provider.config(), http) for name, provider in providers.items()}
+    tokens = TokenKeeper(db, token_sealer, oauth_clients)
     connections = Connections(
         db=db,
         http=http,
         config=config,
         providers=providers,
+        oauth_clients=oauth_clients,
         tokens=tokens,
         token_sealer=token_sealer,
         state_sealer=keyring.sealer("integration-states"),

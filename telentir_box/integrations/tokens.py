@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import msgspec
 
 from telentir_box.crypto.sealing import Sealer
@@ -20,7 +19,7 @@ from telentir_box.db.database import Database, Transaction
 from telentir_box.db.events import record_event
 from telentir_box.db.timestamps import iso
 from telentir_box.integrations import oauth
-from telentir_box.integrations.providers import DeliveryFailed, Provider, TokenSource
+from telentir_box.integrations.providers import DeliveryFailed, TokenSource
 
 # Refresh this long before the provider's stated expiry, so a token never dies mid-send.
 REFRESH_MARGIN = timedelta(minutes=2)
@@ -48,13 +47,10 @@ def expiry_of(answer: Mapping[str, Any], now: datetime) -> str | None:
 
 
 class TokenKeeper:
-    def __init__(
-        self, db: Database, sealer: Sealer, http: httpx.AsyncClient, providers: Mapping[str, Provider]
-    ) -> None:
+    def __init__(self, db: Database, sealer: Sealer, oauth_clients: Mapping[str, oauth.OAuthClient]) -> None:
         self._db = db
         self._sealer = sealer
-        self._http = http
-        self._providers = providers
+        self._oauth_clients = oauth_clients
         self._locks: dict[str, asyncio.Lock] = {}
 
     def source(self, integration_id: str) -> TokenSource:
@@ -92,13 +88,12 @@ class TokenKeeper:
         return row, open_tokens(self._sealer, row.id, row.tokens)
 
     async def _refresh(self, row: repo.IntegrationRow, tokens: dict[str, Any], now: datetime) -> str:
-        provider = self._providers[row.provider]
         refresh_token = tokens.get("refresh_token")
         if not isinstance(refresh_token, str) or not refresh_token:
             await self._break(row, "no_refresh_token")
             raise DeliveryFailed("the provider gave no refresh token: connect it again", permanent=True)
         try:
-            answer = await oauth.refresh(self._http, provider.config(), refresh_token, row.scopes)
+            answer = await self._oauth_clients[row.provider].refresh(refresh_token, row.scopes)
         except oauth.OAuthError as exc:
             if exc.code in DEAD_GRANT:
                 await self._break(row, exc.code)
