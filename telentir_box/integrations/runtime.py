@@ -1,5 +1,6 @@
 """Builds the integrations' parts once for the box from [integrations]: the provider
-clients, the token keeper, the connect flow's parts, the delivery queue and its sender."""
+clients, their OAuth grant clients, the token keeper, the connect flow's parts, the
+delivery queue and its sender."""
 
 from __future__ import annotations
 
