@@ -109,8 +109,11 @@ class OAuthClient:
 class _SharedHttpClient(OAuth2Client):
     """Authlib's OAuth 2.0 client sending through the box's httpx client. Authlib builds
     every request (its parameters, the PKCE challenge, the client's credentials); these
-    overrides of its transport hooks send it and hand back the raw answer unparsed, for
-    `_token_answer` to judge: Authlib's own parsing takes a 4xx without `error` for a token."""
+    overrides of its transport hooks (the ones its own requests and httpx integrations
+    override) send it and hand back the raw answer unparsed, for `_token_answer` to judge:
+    Authlib's own parsing takes a 4xx without `error` for a token. Not Authlib's
+    AsyncOAuth2Client: that is a second HTTP client per provider, and since Authlib 1.8 it
+    warns on every import unless the httpx2 fork is installed in place of httpx."""
 
     def _fetch_token(
         self,
