@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from telentir_box.jobs.figures import CallFigures, CallTable, DeliveryTable
 from tests.auth_support import FAST_ENV, Inbox, call, setup_owner, smtp_server
 from tests.conftest import free_port
 from tests.connect_fakes import FakeConnector
+from tests.report_support import figure, next_slot, parts
 from tests.test_connect_routes import add_user, leads_body
 
 
@@ -48,14 +48,6 @@ class Deliveries:
 
     async def failed_deliveries(self, start: datetime, end: datetime) -> int:
         return sum(start <= moment < end for moment in self.failures)
-
-
-def next_slot(hour: int, weekday: int | None = None) -> datetime:
-    """The first slot after now: the window of the report it starts holds this moment."""
-    at = datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
-    while at <= datetime.now(UTC) or (weekday is not None and at.weekday() != weekday):
-        at += timedelta(days=1)
-    return at
 
 
 @dataclass
@@ -113,19 +105,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 calls,
                 deliveries,
             )
-
-
-def parts(message: Message) -> tuple[str, str]:
-    assert message.get_content_type() == "multipart/alternative"
-    text, html = message.get_payload()  # type: ignore[misc]
-    assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
-    return text.get_payload(decode=True).decode(), html.get_payload(decode=True).decode()
-
-
-def figure(text: str, name: str) -> str:
-    """The value on the plain-text line of `name`."""
-    line = next(line for line in text.splitlines() if line.startswith(name + " "))
-    return line[len(name) :].split()[0]
 
 
 def test_jobs_daily_summary_mails_owners_and_admins_their_figures_once(setup: Setup) -> None:
