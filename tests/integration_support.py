@@ -23,8 +23,15 @@ class ToLoopback(httpx.BaseTransport):
         self.inner = httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(scheme=self.box.scheme, host=self.box.host, port=self.box.port)
-        return self.inner.handle_request(request)
+        # A copy: the client keeps the browser's request, so cookies stay the public host's.
+        local = httpx.Request(
+            request.method,
+            request.url.copy_with(scheme=self.box.scheme, host=self.box.host, port=self.box.port),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
+        return self.inner.handle_request(local)
 
     def close(self) -> None:
         self.inner.close()

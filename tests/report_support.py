@@ -3,6 +3,7 @@ parts of a report email and the figures on its plain-text lines."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 
@@ -26,3 +27,10 @@ def figure(text: str, name: str) -> str:
     """The value on the plain-text line of `name`."""
     line = next(line for line in text.splitlines() if line.startswith(name + " "))
     return line[len(name) :].split()[0]
+
+
+def html_figure(html: str, name: str) -> str:
+    """The value in the HTML row of `name` (its first word, as `figure`)."""
+    row = re.search(rf'<td style="[^"]*">{re.escape(name)}</td>\s*<td align="right"[^>]*>([^<]*)</td>', html)
+    assert row, name
+    return row[1].split()[0]
