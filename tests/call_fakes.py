@@ -166,6 +166,16 @@ class FakeElevenLabsCalls(FakeElevenLabs):
             return
         super()._handle(handler, request)
 
+    def env(self) -> dict[str, str]:
+        """The box's [elevenlabs] settings pointing at this fake, as the environment gives them."""
+        return {
+            "TELENTIR_BOX_ELEVENLABS__API_KEY": self.api_key,
+            "TELENTIR_BOX_ELEVENLABS__API_BASE": self.url,
+            "TELENTIR_BOX_ELEVENLABS__AGENT_ID": AGENT_ID,
+            "TELENTIR_BOX_ELEVENLABS__WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "TELENTIR_BOX_ELEVENLABS__PERSONALIZE_SECRET": PERSONALIZE_SECRET,
+        }
+
     # ---- ElevenLabs calling the box --------------------------------------------------
 
     def send(self, payload: Any, *, signature: str | None = None, raw: bytes | None = None) -> httpx.Response:

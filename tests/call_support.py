@@ -5,7 +5,6 @@ call, and the user's event stream replayed."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 
 from tests.call_fakes import FakeTwilioCalls, PlacedCall
+from tests.conftest import replay_events
 from tests.store_client import StoreClient
 from tests.telephony_support import Caller, agent
 from tests.test_personas import envelope, sign
@@ -84,17 +84,7 @@ def make_user(
 
 
 def read_events(user: User, channel: str, query: str, count: int) -> list[dict[str, Any]]:
-    """Replay `channel` from the start until `count` events arrived."""
-    events: list[dict[str, Any]] = []
-    headers = {"authorization": f"Bearer {user.caller.key}", "last-event-id": "0"}
-    with user.caller.http.stream("GET", f"/api/events/{channel}?{query}", headers=headers) as stream:
-        assert stream.status_code == 200
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                events.append(json.loads(line[5:]))
-                if len(events) == count:
-                    break
-    return events
+    return replay_events(user.caller.http, user.caller.key, channel, query, count)
 
 
 def place(user: User, twilio: FakeTwilioCalls, **payload: Any) -> tuple[dict[str, Any], PlacedCall]:

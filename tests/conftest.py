@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -191,3 +192,17 @@ def demo_connector(env: dict[str, str]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def replay_events(http: httpx.Client, key: str, channel: str, query: str, count: int) -> list[dict[str, Any]]:
+    """Replay `channel` of the key's user from the start until `count` events arrived."""
+    events: list[dict[str, Any]] = []
+    headers = {"authorization": f"Bearer {key}", "last-event-id": "0"}
+    with http.stream("GET", f"/api/events/{channel}?{query}", headers=headers) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if len(events) == count:
+                    break
+    return events

@@ -11,11 +11,11 @@ import base64
 import html
 import math
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -24,9 +24,6 @@ import pytest
 from telentir_box.config import default_plans, load_config
 from tests.auth_support import FAST_ENV, PASSWORD, Inbox, smtp_server
 from tests.call_fakes import (
-    AGENT_ID,
-    PERSONALIZE_SECRET,
-    WEBHOOK_SECRET,
     FakeElevenLabsCalls,
     FakeTwilioCalls,
     PlacedCall,
@@ -86,6 +83,7 @@ class World:
     inbox: Inbox
     ada: User
     ben: User
+    real_clock: Callable[[], datetime]
     made: list[Made] = field(default_factory=list)
     # Call record ids of the calls later tests look back at.
     records: dict[str, str] = field(default_factory=dict)
@@ -113,8 +111,9 @@ class World:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    def at(self, moment: datetime) -> None:
-        self.harness.box.clock = lambda: moment
+    def at(self, moment: datetime | None) -> None:
+        """Stop the box's clock at `moment`; None lets it run again."""
+        self.harness.box.clock = self.real_clock if moment is None else lambda: moment
 
     def talk(
         self,
@@ -125,7 +124,7 @@ class World:
         verdict: str = "success",
         summary: str = SUMMARY,
         collected: dict[str, Any] | None = None,
-        audio: str | None = "twilio",
+        audio: Literal["twilio", "elevenlabs"] | None = "twilio",
         status: str = "completed",
         **answered: str,
     ) -> dict[str, Any]:
@@ -165,6 +164,22 @@ def starter_plan() -> dict[str, Any]:
     return msgspec.to_builtins(starter)
 
 
+def expected_figures(made: list[Made]) -> dict[str, str]:
+    """The call figures of the reports, from the calls the test made."""
+    answered = [call for call in made if call.status == "completed"]
+    analysed = [call for call in made if call.verdict in ("success", "failure")]
+    successful = sum(call.verdict == "success" for call in analysed)
+    return {
+        "Calls in": str(sum(call.direction == "inbound" for call in made)),
+        "Calls out": str(sum(call.direction == "outbound" for call in made)),
+        "Answered": str(len(answered)),
+        "Voicemail": str(sum(call.status == "voicemail" for call in made)),
+        "Missed": str(sum(call.status == "missed" for call in made)),
+        "Minutes": f"{round(sum(call.seconds for call in answered) / 60, 1):g}",
+        "Success rate": f"{round(100 * successful / len(analysed), 1):g}%",
+    }
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("after-calls")
@@ -178,11 +193,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             root / "data",
             twilio,
             **FAST_ENV,
-            TELENTIR_BOX_ELEVENLABS__API_KEY=elevenlabs.api_key,
-            TELENTIR_BOX_ELEVENLABS__API_BASE=elevenlabs.url,
-            TELENTIR_BOX_ELEVENLABS__AGENT_ID=AGENT_ID,
-            TELENTIR_BOX_ELEVENLABS__WEBHOOK_SECRET=WEBHOOK_SECRET,
-            TELENTIR_BOX_ELEVENLABS__PERSONALIZE_SECRET=PERSONALIZE_SECRET,
+            **elevenlabs.env(),
             TELENTIR_BOX_SMTP__HOST="127.0.0.1",
             TELENTIR_BOX_SMTP__PORT=str(smtp_port),
             TELENTIR_BOX_SMTP__STARTTLS="false",
@@ -201,14 +212,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         give_the_team_a_plan(env, ADA)
         granted = ada.caller.request("POST", "/credits/grants", json={"credits": BALANCE})
         assert granted.status_code == 201, granted.text
-        yield World(harness, twilio, elevenlabs, fake, inbox, ada, ben)
+        yield World(harness, twilio, elevenlabs, fake, inbox, ada, ben, harness.box.clock)
 
 
 @pytest.fixture(autouse=True)
 def real_clock(world: World) -> Iterator[None]:
-    clock = world.harness.box.clock
     yield
-    world.harness.box.clock = clock
+    world.at(None)
 
 
 def test_after_calls_a_call_delivers_once_to_each_connected_integration(world: World) -> None:
@@ -330,9 +340,9 @@ def test_after_calls_daily_summary_mails_the_figures_of_the_calls_leads_and_deli
     dead = [item for item in world.deliveries(world.ada) if item["status"] != "delivered"]
     assert [(item["provider"], item["status"]) for item in dead] == [("microsoft_teams", "dead")]
     # Leads from the demo connector: the plan's, then prepaid credits.
-    answer = world.ben.caller.request("POST", "/connect", json=leads_body(LEADS))
-    assert answer.status_code == 204, answer.text
-    assert answer.headers["x-telentir-records-stored"] == str(LEADS)
+    ingested = world.ben.caller.request("POST", "/connect", json=leads_body(LEADS))
+    assert ingested.status_code == 204, ingested.text
+    assert ingested.headers["x-telentir-records-stored"] == str(LEADS)
     prepaid = LEADS - INCLUDED_LEADS + sum(math.ceil(call.seconds / 10) for call in world.made)
     expected = expected_figures(world.made) | {
         "Leads ingested": str(LEADS),
@@ -370,22 +380,6 @@ def test_after_calls_daily_summary_mails_the_figures_of_the_calls_leads_and_deli
     assert len(world.inbox.messages) == mailed + 1
 
 
-def expected_figures(made: list[Made]) -> dict[str, str]:
-    """The call figures of the reports, from the calls the test made."""
-    answered = [call for call in made if call.status == "completed"]
-    analysed = [call for call in made if call.verdict in ("success", "failure")]
-    successful = sum(call.verdict == "success" for call in analysed)
-    return {
-        "Calls in": str(sum(call.direction == "inbound" for call in made)),
-        "Calls out": str(sum(call.direction == "outbound" for call in made)),
-        "Answered": str(len(answered)),
-        "Voicemail": str(sum(call.status == "voicemail" for call in made)),
-        "Missed": str(sum(call.status == "missed" for call in made)),
-        "Minutes": f"{round(sum(call.seconds for call in answered) / 60, 1):g}",
-        "Success rate": f"{round(100 * successful / len(analysed), 1):g}%",
-    }
-
-
 def test_after_calls_weekly_report_shows_the_calls_on_their_day(world: World) -> None:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     monday = today + timedelta(days=7 - today.weekday())  # the next one: this week's report holds today
@@ -409,7 +403,7 @@ def test_after_calls_cleanup_deletes_exactly_the_recording_past_retention(world:
     now = datetime.now(UTC)
     world.at(now - timedelta(days=5))
     assert twilio.recording(placed)[1].status_code == 204
-    world.at(now)
+    world.at(None)
     record = ben.store.get("calls", answer["recordId"])
     assert record["status"] == "completed"
     old = record["relations"]["audio"]
@@ -419,7 +413,7 @@ def test_after_calls_cleanup_deletes_exactly_the_recording_past_retention(world:
     world.at(now + timedelta(days=retention - 2))
     run = world.cron("cleanup-recordings", "POST")["run"]
     assert run["counts"] == {"deleted_objects": 1, "expired_recordings": 1, "kept_store_objects": 0}
-    world.at(now)
+    world.at(None)
 
     # The client learns it from the event and the 404; the Call record stays and names it.
     [deleted] = read_events(ben, "object_deleted", f"objectId={old}", 1)

@@ -1,7 +1,8 @@
 """Integrations end to end: a browser connects each provider through the box's routes
-against a real local authorization server, a finished call goes through the seam the
-calls webhooks will use, and each provider's API gets exactly one correct delivery;
-states, codes, roles, users, retries, dead letters, refresh and secrecy."""
+against a real local authorization server, finished calls go into the delivery queue
+(real calls made final by their webhooks: test_after_calls.py), and each provider's
+API gets exactly one correct delivery; states, codes, roles, users, retries, dead
+letters, refresh and secrecy."""
 
 from __future__ import annotations
 

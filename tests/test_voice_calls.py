@@ -80,11 +80,7 @@ def server(
     env = box_env(
         root / "data",
         twilio,
-        TELENTIR_BOX_ELEVENLABS__API_KEY=elevenlabs.api_key,
-        TELENTIR_BOX_ELEVENLABS__API_BASE=elevenlabs.url,
-        TELENTIR_BOX_ELEVENLABS__AGENT_ID=AGENT_ID,
-        TELENTIR_BOX_ELEVENLABS__WEBHOOK_SECRET=WEBHOOK_SECRET,
-        TELENTIR_BOX_ELEVENLABS__PERSONALIZE_SECRET=PERSONALIZE_SECRET,
+        **elevenlabs.env(),
         TELENTIR_BOX_CALLS__MAX_CONCURRENT_PER_USER="3",
     )
     live = LiveServer(env=env, log_path=root / "server.log")
