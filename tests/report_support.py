@@ -1,5 +1,5 @@
-"""What the report-email tests share: the next slot of a job after now, and the two
-parts of a report email and the figures on its plain-text lines."""
+"""What the report-email tests share: the next slot of a job after now, the two parts
+of a report email, and a figure as each part shows it."""
 
 from __future__ import annotations
 
