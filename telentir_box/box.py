@@ -102,6 +102,12 @@ class Box:
         stripe_checkout = StripeCheckout(config.billing, http) if config.billing.stripe_secret_key else None
         billing = Billing(db, config.billing, credits, stripe_checkout, clock)
         integrations = build_integrations(db, keyring, http, config.integrations)
+
+        def now() -> datetime:
+            # `box.clock` read at each call: whatever sets it later moves the jobs'
+            # periods and the ages of the recordings they expire alike.
+            return box.clock()
+
         box = cls(
             config=config,
             db=db,
@@ -128,7 +134,7 @@ class Box:
             ),
             knowledge=Knowledge(db, LinkFetcher(http, config.knowledge), config.knowledge),
             billing=billing,
-            voice=build_voice(config, db, keyring, twilio, elevenlabs, billing, integrations.queue),
+            voice=build_voice(config, db, keyring, twilio, elevenlabs, billing, integrations.queue, now),
             integrations=integrations,
             budget=RequestBudget(config.ratelimit.requests_per_minute),
             clock=clock,
@@ -139,7 +145,7 @@ class Box:
             db,
             box.identity.mailer,
             await load_cron_secret(db, keyring.master_key),
-            lambda: box.clock(),
+            now,
         )
         db.on_touched = box._state_changed
         db.on_commit = box.bus.publish

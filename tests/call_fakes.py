@@ -166,6 +166,16 @@ class FakeElevenLabsCalls(FakeElevenLabs):
             return
         super()._handle(handler, request)
 
+    def env(self) -> dict[str, str]:
+        """The box's [elevenlabs] settings pointing at this fake, as the environment gives them."""
+        return {
+            "TELENTIR_BOX_ELEVENLABS__API_KEY": self.api_key,
+            "TELENTIR_BOX_ELEVENLABS__API_BASE": self.url,
+            "TELENTIR_BOX_ELEVENLABS__AGENT_ID": AGENT_ID,
+            "TELENTIR_BOX_ELEVENLABS__WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "TELENTIR_BOX_ELEVENLABS__PERSONALIZE_SECRET": PERSONALIZE_SECRET,
+        }
+
     # ---- ElevenLabs calling the box --------------------------------------------------
 
     def send(self, payload: Any, *, signature: str | None = None, raw: bytes | None = None) -> httpx.Response:
@@ -186,8 +196,19 @@ class FakeElevenLabsCalls(FakeElevenLabs):
 
 
 def transcription(
-    conversation_id: str, call_sid: str, *, summary: str = "Booked a demo", **meta: Any
+    conversation_id: str,
+    call_sid: str,
+    *,
+    summary: str = "Booked a demo",
+    successful: str = "success",
+    collected: dict[str, Any] | None = None,
+    **meta: Any,
 ) -> dict[str, Any]:
+    """ElevenLabs' post_call_transcription: `successful` is the analysis' verdict,
+    `collected` its data collection results, `meta` goes into metadata.phone_call."""
+    analysis: dict[str, Any] = {"call_successful": successful, "transcript_summary": summary}
+    if collected is not None:
+        analysis["data_collection_results"] = collected
     return {
         "type": "post_call_transcription",
         "event_timestamp": int(time.time()),
@@ -205,7 +226,7 @@ def transcription(
                 "termination_reason": "end_call tool",
                 "phone_call": {"type": "twilio", "direction": "outbound", "call_sid": call_sid, **meta},
             },
-            "analysis": {"call_successful": "success", "transcript_summary": summary},
+            "analysis": analysis,
         },
     }
 

@@ -1,5 +1,6 @@
 """Fixtures every test module reuses: a temporary data directory and config, the
-app under Litestar's test client, and the real server started as a subprocess."""
+app under Litestar's test client, and the real server (and the demo connector)
+started as subprocesses."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -161,3 +164,45 @@ def user_factory(env: dict[str, str]) -> Callable[..., dict[str, str]]:
         return create_user(env, email, "--phone-verified", "--api-key", "test", *flags)
 
     return make
+
+
+@contextmanager
+def demo_connector(env: dict[str, str]) -> Iterator[str]:
+    """The real `telentir-box demo-connector` on a loopback port; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "telentir_box", "demo-connector", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, (
+                    "the demo connector did not start"
+                )
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def replay_events(http: httpx.Client, key: str, channel: str, query: str, count: int) -> list[dict[str, Any]]:
+    """Replay `channel` of the key's user from the start until `count` events arrived."""
+    events: list[dict[str, Any]] = []
+    headers = {"authorization": f"Bearer {key}", "last-event-id": "0"}
+    with http.stream("GET", f"/api/events/{channel}?{query}", headers=headers) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if len(events) == count:
+                    break
+    return events

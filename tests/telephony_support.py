@@ -226,8 +226,10 @@ class Caller:
     user_id: str
 
     @classmethod
-    def new(cls, http: httpx.Client, env: dict[str, str], email: str) -> Caller:
-        user = create_user(env, email, "--phone-verified", "--api-key", "test")
+    def new(
+        cls, http: httpx.Client, env: dict[str, str], email: str, *flags: str, password: str | None = None
+    ) -> Caller:
+        user = create_user(env, email, "--phone-verified", "--api-key", "test", *flags, password=password)
         return cls(http, user["api_key"], user["id"])
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

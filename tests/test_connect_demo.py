@@ -7,39 +7,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from telentir_box.connect.connector import SSEDecoder
-from tests.conftest import create_user, free_port
+from tests.conftest import create_user, demo_connector
 
 
 @pytest.fixture
 def demo_url(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "telentir_box", "demo-connector", "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+    with demo_connector(env) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_connect_demo_connector_streams_the_credited_number_of_leads(demo_url: str) -> None:

@@ -4,16 +4,14 @@ reservation and settlement is settled at the next start."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, replay_events
 from tests.connect_fakes import FakeConnector, lead, lead_frames
 from tests.store_client import StoreClient
 
@@ -24,20 +22,6 @@ pytestmark = pytest.mark.e2e
 def connector() -> Iterator[FakeConnector]:
     with FakeConnector() as fake:
         yield fake
-
-
-def read_events(http: httpx.Client, key: str, related_id: str, count: int) -> list[dict[str, Any]]:
-    """Replay the object_created stream from the start until `count` events arrived."""
-    events: list[dict[str, Any]] = []
-    headers = {"authorization": f"Bearer {key}", "last-event-id": "0"}
-    with http.stream("GET", f"/api/events/object_created?relatedId={related_id}", headers=headers) as stream:
-        assert stream.status_code == 200
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                events.append(json.loads(line[5:]))
-                if len(events) == count:
-                    break
-    return events
 
 
 def test_connect_live_frames_become_decryptable_objects_and_events(
@@ -65,7 +49,7 @@ def test_connect_live_frames_become_decryptable_objects_and_events(
             for n, item in enumerate(sorted(items, key=lambda item: item["phone"]))
         ]
         store_id = client.stores["contacts"]["id"]
-        events = read_events(http, user["api_key"], store_id, count)
+        events = replay_events(http, user["api_key"], "object_created", f"relatedId={store_id}", count)
     assert {event["id"] for event in events} == {item["id"] for item in items}
     assert all(event["related_object_id"] == store_id for event in events)
 

@@ -1,7 +1,8 @@
 """Integrations end to end: a browser connects each provider through the box's routes
-against a real local authorization server, a finished call goes through the seam the
-calls webhooks will use, and each provider's API gets exactly one correct delivery;
-states, codes, roles, users, retries, dead letters, refresh and secrecy."""
+against a real local authorization server, finished calls go into the delivery queue
+(real calls made final by their webhooks: test_after_calls.py), and each provider's
+API gets exactly one correct delivery; states, codes, roles, users, retries, dead
+letters, refresh and secrecy."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ import pytest
 
 from telentir_box.config import load_config
 from telentir_box.db import integrations as repo
-from telentir_box.db.calls import CallRow
 from telentir_box.db.events import events_after
 from telentir_box.integrations.calls import AgreedMeeting, FinishedCall
-from telentir_box.voice.calls import Live
-from telentir_box.voice.elevenlabs_webhooks import Transcription, agreed_meeting, fold_transcription
+from telentir_box.voice.elevenlabs_webhooks import agreed_meeting
 from tests.auth_support import FAST_ENV, PASSWORD
 from tests.conftest import create_user, free_port
 from tests.inprocess_box import InProcessBox
 from tests.integration_fakes import PROVIDERS, FakeProviders, client_secret
+from tests.integration_support import browser, settled_deliveries
+from tests.integration_support import connect as connect_in
 
 ALL = list(PROVIDERS)
 
@@ -54,11 +55,7 @@ class World:
 
     @contextmanager
     def browser(self, who: str) -> Iterator[httpx.Client]:
-        """A browser signed in by the session cookie, following redirects."""
-        with httpx.Client(base_url=self.harness.base_url, follow_redirects=True, timeout=10) as client:
-            body = {"email": self.users[who]["email"], "password": PASSWORD}
-            answer = client.post("/api/auth/login", json=body)
-            assert answer.status_code == 200, answer.text
+        with browser(self.harness.base_url, self.users[who]["email"]) as client:
             yield client
 
     def finish_call(self, who: str, call: FinishedCall) -> list[str]:
@@ -69,16 +66,9 @@ class World:
 
         return self.harness.run(box.db.write(enqueue))
 
-    def wait_settled(self, who: str, timeout: float = 15) -> list[dict[str, Any]]:
-        """The user's deliveries once none is pending."""
-        deadline = time.monotonic() + timeout
+    def wait_settled(self, who: str) -> list[dict[str, Any]]:
         with self.api(who) as api:
-            while True:
-                items = api.get("/api/integrations/deliveries").json()["items"]
-                if not any(item["status"] == "pending" for item in items):
-                    return items
-                assert time.monotonic() < deadline, items
-                time.sleep(0.05)
+            return settled_deliveries(api)
 
     def status(self, who: str = "admin") -> dict[str, dict[str, Any]]:
         with self.api(who) as api:
@@ -118,12 +108,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def connect(world: World, who: str, provider: str) -> dict[str, str]:
-    """The browser's whole round trip; returns the dashboard's query."""
-    with world.browser(who) as browser:
-        answer = browser.get(f"/api/integrations/{provider}/connect")
-    assert answer.status_code == 200, answer.text
-    assert [r.status_code for r in answer.history] == [302, 302, 302]
-    return answer.json()
+    with world.browser(who) as client:
+        return connect_in(client, provider)
 
 
 def a_call(**extra: Any) -> FinishedCall:
@@ -205,61 +191,6 @@ def test_integrations_second_call_reuses_the_contact_and_books_nothing_without_a
     salesforce = world.fake.providers["salesforce"].objects
     assert len(salesforce["Lead"]) == 1 and len(salesforce["Task"]) == 2  # the lead matched by email
     assert len(world.fake.providers["google"].objects["events"]) == events_before
-
-
-def test_integrations_a_call_made_final_by_the_calls_code_queues_its_deliveries(world: World) -> None:
-    # The calls code's own hook, as it runs in the transaction that makes a call final:
-    # a new contact, found in HubSpot and Salesforce by the call's own details.
-    box = world.harness.box
-    calls_before = len(world.fake.providers["hubspot"].objects["calls"])
-    now = "2026-11-30T16:00:00.000Z"
-    row = CallRow(
-        id="call_hooked", user_id=world.users["admin"]["id"], direction="outbound", phone_number_id="pn_1",
-        server="default", call_sid="CA1", conversation_id="conv_1", status="completed",
-        twilio_status="completed", twilio_sequence=3, answered_by=None, outcome="success",
-        started_at=now, answered_at=now, ended_at=now, duration_seconds=90, record_object_id=None,
-        transcription_object_id=None, audio_object_id=None, audio_source=None, recording_sid=None,
-        final=1, live=None, created_at=now, updated_at=now,
-    )  # fmt: skip
-    ringing = Live(
-        contact={"name": "Alan Turing", "phone": "+14155550123", "email": "alan@example.com"},
-        phone={"id": "pn_1", "number": "+14155550199"},
-        agents=[],
-        agent={},
-        source={"type": "prompt", "prompt": {"text": "Book a demo"}},
-    )
-    # The transcription webhook's fold is what puts the summary and the meeting there.
-    analysis = {
-        "transcript_summary": "Alan asked for a call back next week",
-        "data_collection_results": {
-            "meeting_start": {"value": "2026-12-04T15:00:00+00:00"},
-            "meeting_attendee_email": {"value": "alan@example.com"},
-            "meeting_duration_minutes": {"value": 45},
-        },
-    }
-    folded = fold_transcription(row, ringing, Transcription("conv_1", analysis=analysis), object())  # type: ignore[arg-type]
-    assert folded is not None and folded.live is not None
-    live = folded.live
-    events_before = len(world.fake.providers["google"].objects["events"])
-    world.harness.run(box.db.write(lambda tx: box.voice.ledger.hooks.call_final(tx, row, live)))
-    world.wait_settled("admin")
-    hubspot = world.fake.providers["hubspot"].objects
-    assert len(hubspot["calls"]) == calls_before + 1
-    contact = next(c for c in hubspot["contacts"] if c["properties"]["email"] == "alan@example.com")
-    call = hubspot["calls"][-1]
-    assert call["properties"]["hs_call_direction"] == "OUTBOUND"
-    assert call["properties"]["hs_call_duration"] == "90000"
-    assert call["properties"]["hs_call_body"] == "Alan asked for a call back next week"
-    assert call["associations"][0]["to"]["id"] == contact["id"]
-    lead = next(
-        x for x in world.fake.providers["salesforce"].objects["Lead"] if x["Email"] == "alan@example.com"
-    )
-    assert (lead["FirstName"], lead["LastName"]) == ("Alan", "Turing")
-    events = world.fake.providers["google"].objects["events"]
-    assert len(events) == events_before + 1
-    assert events[-1]["start"]["dateTime"] == "2026-12-04T15:00:00+00:00"
-    assert events[-1]["end"]["dateTime"] == "2026-12-04T15:45:00+00:00"
-    assert events[-1]["attendees"] == [{"email": "alan@example.com"}]
 
 
 @pytest.mark.parametrize(

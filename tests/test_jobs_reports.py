@@ -1,7 +1,8 @@
-"""The report emails over the app: leads come in through /api/connect from a real local
-connector, calls and failed deliveries through the seams the calls and integrations
-issues fill, mail goes to a real local SMTP server. Each owner and admin who has not
-opted out gets the figures in both parts, once per period, whatever triggers it."""
+"""The report emails over the app, mail going to a real local SMTP server: each owner
+and admin who has not opted out gets them once per period, whatever triggers it; the
+weekly report compares call figures the test places in time (the calls source stood
+in for) with the week before. The figures of real calls, leads and deliveries in both
+parts of the mail: test_after_calls.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,14 @@ from telentir_box.db.database import Transaction
 from telentir_box.jobs.figures import CallFigures, CallTable, DeliveryTable
 from tests.auth_support import FAST_ENV, Inbox, call, setup_owner, smtp_server
 from tests.conftest import free_port
-from tests.connect_fakes import FakeConnector
-from tests.test_connect_routes import add_user, leads_body
+from tests.report_support import next_slot, parts
+from tests.test_connect_routes import add_user
 
 
 @dataclass
 class Calls:
-    """The calls seam as the calls issue will fill it: figures of the calls started in
-    a window, here from calls the test places in time."""
+    """The reports' calls source stood in for: the figures of calls the test places in
+    time, so a week can be set against the week before."""
 
     placed: list[tuple[datetime, CallFigures]] = field(default_factory=list)
 
@@ -43,22 +43,6 @@ class Calls:
 
 
 @dataclass
-class Deliveries:
-    failures: list[datetime] = field(default_factory=list)
-
-    async def failed_deliveries(self, start: datetime, end: datetime) -> int:
-        return sum(start <= moment < end for moment in self.failures)
-
-
-def next_slot(hour: int, weekday: int | None = None) -> datetime:
-    """The first slot after now: the window of the report it starts holds this moment."""
-    at = datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
-    while at <= datetime.now(UTC) or (weekday is not None and at.weekday() != weekday):
-        at += timedelta(days=1)
-    return at
-
-
-@dataclass
 class Setup:
     app: TestClient
     inbox: Inbox
@@ -66,7 +50,6 @@ class Setup:
     tokens: dict[str, str]
     ids: dict[str, str]
     calls: Calls
-    deliveries: Deliveries
 
     def cron(self, job: str, method: str = "GET", secret: str | None = None) -> Any:
         return call(self.app, method, f"/api/cron/{job}", secret if secret is not None else self.secret)
@@ -79,13 +62,11 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     data_dir = tmp_path_factory.mktemp("reports") / "data"
     port = free_port()
-    with FakeConnector() as connector, smtp_server(port) as inbox:
+    with smtp_server(port) as inbox:
         environ = {
             **FAST_ENV,
             "TELENTIR_BOX_DATA__DIR": str(data_dir),
             "TELENTIR_BOX_LOG__FORMAT": "text",
-            "TELENTIR_BOX_CONNECT__BASE_URL": connector.url,
-            "TELENTIR_BOX_BILLING__LEAD_ALLOWANCE": "10",
             "TELENTIR_BOX_SMTP__HOST": "127.0.0.1",
             "TELENTIR_BOX_SMTP__PORT": str(port),
             "TELENTIR_BOX_SMTP__STARTTLS": "false",
@@ -98,12 +79,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             owner_id = app.blocking_portal.call(box.authenticator.resolve, owner).user_id
             # The catch-up at start is over before any test moves the clock.
             app.blocking_portal.call(box.jobs.caught_up.wait)
-            # 15 leads: the 10 of the plan's allowance and 5 prepaid credits (0.50 USD).
-            app.blocking_portal.call(box.credits.grant, owner_id, 5, "test")
-            response = call(app, "POST", "/api/connect", member["api_key"], json=leads_body(15))
-            assert response.status_code == 204, response.text
-            calls, deliveries = Calls(), Deliveries()
-            box.jobs.sources.calls, box.jobs.sources.deliveries = calls, deliveries
+            calls = Calls()
+            box.jobs.sources.calls = calls
             yield Setup(
                 app,
                 inbox,
@@ -111,68 +88,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 {"owner": owner, "admin": admin["api_key"], "member": member["api_key"]},
                 {"owner": owner_id, "admin": admin["id"], "member": member["id"]},
                 calls,
-                deliveries,
             )
-
-
-def parts(message: Message) -> tuple[str, str]:
-    assert message.get_content_type() == "multipart/alternative"
-    text, html = message.get_payload()  # type: ignore[misc]
-    assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
-    return text.get_payload(decode=True).decode(), html.get_payload(decode=True).decode()
-
-
-def figure(text: str, name: str) -> str:
-    """The value on the plain-text line of `name`."""
-    line = next(line for line in text.splitlines() if line.startswith(name + " "))
-    return line[len(name) :].split()[0]
-
-
-def test_jobs_daily_summary_mails_owners_and_admins_their_figures_once(setup: Setup) -> None:
-    slot = next_slot(18)
-    setup.at(slot + timedelta(minutes=3))
-    inbound = CallFigures(calls_in=3, answered=2, missed=1, seconds=300, analysed=2, successful=1)
-    outbound = CallFigures(calls_out=4, answered=3, voicemail=1, seconds=150, analysed=2, successful=2)
-    setup.calls.placed[:] = [
-        (slot - timedelta(hours=2), inbound),
-        (slot - timedelta(hours=5), outbound),
-        (slot - timedelta(hours=30), CallFigures(calls_in=50)),  # the day before: not in this summary
-    ]  # fmt: skip
-    setup.deliveries.failures[:] = [slot - timedelta(hours=1), slot - timedelta(hours=9)]
-    before = len(setup.inbox.messages)
-
-    response = setup.cron("daily-summary")
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    assert (answer["status"], answer["run"]["outcome"], answer["run"]["trigger"]) == ("ran", "done", "http")
-    assert answer["run"]["counts"] == {"recipients": 2, "sent": 2, "failed": 0}
-    mails = setup.inbox.messages[before:]
-    assert sorted(mail["To"] for mail in mails) == ["admin@example.com", "owner@example.com"]
-    text, html = parts(mails[0])
-    expected = {
-        "Calls in": "3", "Calls out": "4", "Answered": "5", "Voicemail": "1", "Missed": "1", "Minutes": "7.5",
-        "Success rate": "75%", "Leads ingested": "15", "Plan credits used": "10", "Prepaid credits used": "5",
-        "Balance used": "0.50", "Failed integration deliveries": "2",
-    }  # fmt: skip
-    assert {name: figure(text, name) for name in expected} == expected
-    for name, value in expected.items():
-        assert f'<td style="border-bottom:1px solid #e4e7eb;">{name}</td>' in html
-        assert f">{value}" in html
-    # The chart: a bar per hour, drawn with table cells, nothing loaded from outside.
-    assert text.count(" |") == 24
-    assert html.count('bgcolor="#2f6fde"') == 24
-    assert "<img" not in html and "http" not in html.replace("http-equiv", "")
-    hour = (slot - timedelta(hours=5)).strftime("%H:00")
-    assert next(line for line in text.splitlines() if line.startswith(hour)).endswith("#" * 30 + " 4")
-
-    # Again, by either method: already done, nothing sent.
-    for method in ("GET", "POST"):
-        again = setup.cron("daily-summary", method)
-        assert again.status_code == 200
-        assert again.json()["status"] == "already_done"
-        assert "already done" in again.json()["message"]
-        assert again.json()["run"]["id"] == answer["run"]["id"]
-    assert len(setup.inbox.messages) == before + 2
 
 
 def test_jobs_weekly_report_goes_day_by_day_against_the_week_before(setup: Setup) -> None:

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -34,11 +29,21 @@ from tests.call_fakes import (
     WEBHOOK_SECRET,
     FakeElevenLabsCalls,
     FakeTwilioCalls,
-    PlacedCall,
     elevenlabs_signature,
     post_call_audio,
     recording_audio,
     transcription,
+)
+from tests.call_support import (
+    CONTACT,
+    VOICE,
+    User,
+    finish_call,
+    give_the_team_a_plan,
+    make_user,
+    place,
+    prompt_payload,
+    read_events,
 )
 from tests.conftest import LiveServer, create_user
 from tests.store_client import StoreClient
@@ -53,41 +58,6 @@ from tests.telephony_support import (
     configuration_body,
 )
 from tests.test_personas import envelope, sign
-
-VOICE = "elevenlabs-21m00Tcm4TlvDq8ikWAM"
-CONTACT = {"id": "contact-1", "name": "Bob Buyer", "phone": "+15557654321", "tags": [], "status": "lead"}
-
-
-@dataclass
-class User:
-    caller: Caller
-    store: StoreClient
-    number: str = ""
-
-    def jwt(self, payload: Any, *, server: str = "default", lifetime: int = 600, **claims: Any) -> str:
-        now = int(time.time())
-        data = envelope(self.store.remote[self.store.current], payload)
-        return sign(self.store.private[server], {"data": data, "iat": now, "exp": now + lifetime, **claims})
-
-    def call(self, token: str, server: str = "default") -> httpx.Response:
-        return self.caller.request("POST", "/session/call", json={"jwt": token, "server": server})
-
-    def calls(self) -> list[dict[str, Any]]:
-        return self.store.all("calls")
-
-    def child(self, object_id: str) -> Any:
-        return self.store.open(self.store.call("GET", f"/objects/{object_id}"))
-
-
-def prompt_payload(**changes: Any) -> dict[str, Any]:
-    return {
-        "type": "prompt",
-        "prompt": "Offer a demo of the product.",
-        "contact": CONTACT,
-        "agent": agent(persona=VOICE),
-        "humanAgents": [],
-        **changes,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +80,7 @@ def server(
     env = box_env(
         root / "data",
         twilio,
-        TELENTIR_BOX_ELEVENLABS__API_KEY=elevenlabs.api_key,
-        TELENTIR_BOX_ELEVENLABS__API_BASE=elevenlabs.url,
-        TELENTIR_BOX_ELEVENLABS__AGENT_ID=AGENT_ID,
-        TELENTIR_BOX_ELEVENLABS__WEBHOOK_SECRET=WEBHOOK_SECRET,
-        TELENTIR_BOX_ELEVENLABS__PERSONALIZE_SECRET=PERSONALIZE_SECRET,
+        **elevenlabs.env(),
         TELENTIR_BOX_CALLS__MAX_CONCURRENT_PER_USER="3",
     )
     live = LiveServer(env=env, log_path=root / "server.log")
@@ -134,58 +100,14 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def give_the_team_a_plan(env: dict[str, str], email: str, plan: str = "starter") -> None:
-    """Calls are placed only while a plan or the balance covers them."""
-    set_plan = [sys.executable, "-m", "telentir_box", "admin", "set-plan", email, plan]
-    subprocess.run(set_plan, env={**os.environ, **env}, capture_output=True, check=True, timeout=60)
-
-
-def make_user(http: httpx.Client, server: LiveServer, email: str, *, buy: bool = True) -> User:
-    caller = Caller.new(http, server.env, email)
-    store = StoreClient(http, caller.key)
-    store.connect()
-    user = User(caller, store)
-    if buy:
-        number_id = caller.buy()
-        user.number = caller.ok("GET", f"/phone-numbers/{number_id}")["phone_number"]
-        user.number_id = number_id  # type: ignore[attr-defined]
-    return user
-
-
 @pytest.fixture(scope="module")
 def alice(http: httpx.Client, server: LiveServer) -> User:
-    return make_user(http, server, "alice@example.com")
+    return make_user(http, server.env, "alice@example.com")
 
 
 @pytest.fixture(scope="module")
 def bob(http: httpx.Client, server: LiveServer) -> User:
-    return make_user(http, server, "bob@example.com")
-
-
-def read_events(user: User, channel: str, query: str, count: int) -> list[dict[str, Any]]:
-    """Replay `channel` from the start until `count` events arrived."""
-    events: list[dict[str, Any]] = []
-    headers = {"authorization": f"Bearer {user.caller.key}", "last-event-id": "0"}
-    with user.caller.http.stream("GET", f"/api/events/{channel}?{query}", headers=headers) as stream:
-        assert stream.status_code == 200
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                events.append(json.loads(line[5:]))
-                if len(events) == count:
-                    break
-    return events
-
-
-def place(user: User, twilio: FakeTwilioCalls, **payload: Any) -> tuple[dict[str, Any], PlacedCall]:
-    response = user.call(user.jwt(prompt_payload(**payload)))
-    assert response.status_code == 201, response.text
-    return response.json(), twilio.placed[-1]
-
-
-def finish_call(twilio: FakeTwilioCalls, call: PlacedCall) -> None:
-    for sequence, status in enumerate(["initiated", "ringing", "in-progress"]):
-        assert twilio.status(call, status, sequence).status_code == 204
-    assert twilio.status(call, "completed", 3, CallDuration="30").status_code == 204
+    return make_user(http, server.env, "bob@example.com")
 
 
 def test_calls_outbound_end_to_end_one_record_with_transcript_and_recording(
@@ -284,7 +206,7 @@ def test_calls_inbound_with_personalization_from_a_published_contact(
     bob.caller.ok(
         "POST",
         f"/inbound-configurations/{config_id}",
-        json={"action": "attach", "phone_number_id": bob.number_id},  # type: ignore[attr-defined]
+        json={"action": "attach", "phone_number_id": bob.number_id},
     )
     before_alice = len(alice.calls())
 
@@ -441,7 +363,7 @@ def test_calls_session_call_refusals_place_nothing(
         400,
         "VALIDATION_ERROR",
     )
-    carol = make_user(http, server, "carol@example.com", buy=False)
+    carol = make_user(http, server.env, "carol@example.com", buy=False)
     assert_error(carol.call(carol.jwt(prompt_payload())), 409, "NO_USABLE_NUMBER")
     assert len(twilio.placed) == placed
 
@@ -499,7 +421,7 @@ def test_calls_callbacks_out_of_order_and_unanswered_calls_end_missed(
 def test_calls_concurrency_limit_places_nothing(
     http: httpx.Client, server: LiveServer, twilio: FakeTwilioCalls
 ) -> None:
-    dave = make_user(http, server, "dave@example.com")
+    dave = make_user(http, server.env, "dave@example.com")
     for _ in range(3):
         place(dave, twilio)
     placed = len(twilio.placed)

@@ -19,10 +19,10 @@ import uvicorn
 
 from telentir_box.voice.demo import DemoTelephony
 from tests.call_fakes import AGENT_ID, WEBHOOK_SECRET
+from tests.call_support import User, give_the_team_a_plan, prompt_payload
 from tests.conftest import LiveServer, free_port
 from tests.store_client import StoreClient
 from tests.telephony_support import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, Caller, agent, configuration_body
-from tests.test_voice_calls import User, give_the_team_a_plan, prompt_payload
 
 VOICE = "elevenlabs-demoVoice01"
 

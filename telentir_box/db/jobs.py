@@ -242,18 +242,20 @@ async def mark_expired(tx: Transaction, recording: RecordingRow) -> None:
 class LeadFigures:
     leads: int  # leads stored, one credit each
     allowance_used: int
-    prepaid_used: int
+    prepaid_used: int  # by leads and by call charges past the plan
 
 
 async def lead_figures(conn: Connection, start: str, end: str) -> LeadFigures:
+    """Credits consumed in [start, end). A lead's credit is consumed by settling its
+    reservation; a call's charge is consumed with no reservation, so it is no lead."""
     rows = await conn.fetchall_in_thread(
-        "SELECT COALESCE(SUM(CASE source WHEN 'allowance' THEN amount END), 0),"
+        "SELECT COALESCE(SUM(CASE WHEN reservation_id IS NOT NULL THEN amount END), 0),"
+        " COALESCE(SUM(CASE source WHEN 'allowance' THEN amount END), 0),"
         " COALESCE(SUM(CASE source WHEN 'prepaid' THEN amount END), 0)"
         " FROM credit_ledger WHERE kind = 'consume' AND created_at >= ? AND created_at < ?",
         (start, end),
     )
-    allowance, prepaid = int(rows[0][0]), int(rows[0][1])
-    return LeadFigures(allowance + prepaid, allowance, prepaid)
+    return LeadFigures(int(rows[0][0]), int(rows[0][1]), int(rows[0][2]))
 
 
 async def dead_deliveries(conn: Connection, start: str, end: str) -> int:

@@ -3,6 +3,7 @@ call about to be placed, a call made final, a recording stored."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from telentir_box.billing.state import Billing, CallEnded
 from telentir_box.db import jobs as jobs_repo
 from telentir_box.db.calls import CallRow
 from telentir_box.db.database import Transaction
+from telentir_box.db.timestamps import iso
 from telentir_box.integrations.calls import FinishedCall
 from telentir_box.integrations.deliveries import DeliveryQueue
 
@@ -19,11 +21,15 @@ if TYPE_CHECKING:
 
 class CallHooks:
     """`billing` and `deliveries` are None where a call neither costs nor is delivered
-    (tests of the call flow alone)."""
+    (tests of the call flow alone). `clock` is the box's: the retention job measures a
+    recording's age against a cutoff taken from it."""
 
-    def __init__(self, billing: Billing | None, deliveries: DeliveryQueue | None) -> None:
+    def __init__(
+        self, billing: Billing | None, deliveries: DeliveryQueue | None, clock: Callable[[], datetime]
+    ) -> None:
         self.billing = billing
         self.deliveries = deliveries
+        self.clock = clock
 
     async def authorize_call(self, user_id: str, direction: str) -> None:
         """Before a call is placed or answered: 402 INSUFFICIENT_CREDITS when neither the
@@ -44,7 +50,7 @@ class CallHooks:
 
     async def recording_stored(self, tx: Transaction, row: CallRow, object_id: str) -> None:
         """Kept for the retention job, which deletes it once it is old enough."""
-        await jobs_repo.remember_recording(tx, row.id, row.user_id, object_id)
+        await jobs_repo.remember_recording(tx, row.id, row.user_id, object_id, iso(self.clock()))
 
 
 def finished_call(row: CallRow, live: Live) -> FinishedCall:

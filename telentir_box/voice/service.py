@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,8 +71,9 @@ def build_voice(
     elevenlabs: ElevenLabs,
     billing: Billing | None,
     deliveries: DeliveryQueue | None,
+    clock: Callable[[], datetime],
 ) -> Voice:
-    ledger = CallLedger(db, keyring, CallHooks(billing, deliveries))
+    ledger = CallLedger(db, keyring, CallHooks(billing, deliveries, clock))
     return Voice(
         ledger=ledger,
         placer=CallPlacer(db, keyring, ledger, twilio, elevenlabs, config.calls, config.server.public_url),
