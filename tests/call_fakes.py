@@ -92,8 +92,8 @@ class FakeTwilioCalls(FakeTwilio):
         local = self.box_url + url[len(PUBLIC_URL) :]
         return httpx.post(local, data=params, headers={"x-twilio-signature": signature}, timeout=30)
 
-    def voice(self, call: PlacedCall) -> httpx.Response:
-        return self.post(call.form["Url"], self.call_params(call, "in-progress"))
+    def voice(self, call: PlacedCall, **extra: str) -> httpx.Response:
+        return self.post(call.form["Url"], self.call_params(call, "in-progress") | extra)
 
     def status(self, call: PlacedCall, status: str, sequence: int, **extra: str) -> httpx.Response:
         params = self.call_params(call, status) | {"SequenceNumber": str(sequence), **extra}

@@ -418,6 +418,28 @@ def test_calls_callbacks_out_of_order_and_unanswered_calls_end_missed(
     assert alice.store.get("calls", answer["recordId"])["status"] == "missed"
 
 
+def test_calls_a_machine_reported_on_the_voice_webhook_ends_as_voicemail(
+    alice: User, twilio: FakeTwilioCalls, elevenlabs: FakeElevenLabsCalls
+) -> None:
+    # Synchronous answering-machine detection says who answered on the request for TwiML;
+    # the status callbacks need not repeat it.
+    answer, placed = place(alice, twilio)
+    assert twilio.voice(placed, AnsweredBy="machine_end_beep").status_code == 200
+    finish_call(twilio, placed, 20)
+    conversation = "conv_" + secrets.token_hex(8)
+    assert elevenlabs.send(transcription(conversation, placed.sid)).status_code == 200
+    assert twilio.recording(placed)[1].status_code == 204
+    assert alice.store.get("calls", answer["recordId"])["status"] == "voicemail"
+
+    answer, placed = place(alice, twilio)
+    assert twilio.voice(placed, AnsweredBy="human").status_code == 200
+    finish_call(twilio, placed, 20)
+    conversation = "conv_" + secrets.token_hex(8)
+    assert elevenlabs.send(transcription(conversation, placed.sid)).status_code == 200
+    assert twilio.recording(placed)[1].status_code == 204
+    assert alice.store.get("calls", answer["recordId"])["status"] == "completed"
+
+
 def test_calls_concurrency_limit_places_nothing(
     http: httpx.Client, server: LiveServer, twilio: FakeTwilioCalls
 ) -> None:

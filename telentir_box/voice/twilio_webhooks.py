@@ -131,7 +131,7 @@ class TwilioWebhooks:
         sid = params.get("CallSid") or ""
         if call_id:
             row = await self.ledger.fold(
-                lambda tx: repo.get_call(tx.conn, call_id), lambda r, _: _learn_sid(r, sid)
+                lambda tx: repo.get_call(tx.conn, call_id), lambda r, _: _learn_answer(r, params)
             )
             if row is None or row.call_sid != sid or row.direction != "outbound":
                 return None, "outbound", "", ""
@@ -223,8 +223,15 @@ async def server_public_key_read(conn: Connection, user_id: str, server: str) ->
     return row.public_key
 
 
-def _learn_sid(row: repo.CallRow, sid: str) -> Change | None:
-    return Change({"call_sid": sid}) if row.call_sid is None and sid else None
+def _learn_answer(row: repo.CallRow, params: Params) -> Change | None:
+    """What the voice webhook tells of a placed call: its sid, and who answered it
+    (answering-machine detection reports a machine here, before any status callback)."""
+    columns: dict[str, object] = {}
+    if row.call_sid is None and params.get("CallSid"):
+        columns["call_sid"] = params.get("CallSid")
+    if row.answered_by is None and params.get("AnsweredBy"):
+        columns["answered_by"] = params.get("AnsweredBy")
+    return Change(columns) if columns else None
 
 
 def _note_recording(row: repo.CallRow, recording_sid: str) -> Change | None:
