@@ -137,7 +137,12 @@ class BoxHttpProtocol(HttpToolsProtocol):
         self._header_block_bytes += size
         if size > self._max_header_bytes or self._header_block_bytes > self._max_block_bytes:
             raise HeaderTooLarge
-        super().on_header(name, value)
+        # uvicorn's on_header, written out: it runs for every header of every request,
+        # and a super() call cost more than its body.
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._header_block_bytes > self._max_block_bytes:
