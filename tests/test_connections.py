@@ -1,6 +1,7 @@
 """The connection protocol (web/connections.py) in-process, beside uvicorn's own: for a
-request within the limits it hands the app the same scope headers and writes the same
-bytes, `Expect: 100-continue` included (its header callback is uvicorn's, written out)."""
+request within the limits it hands the app the same scope headers and sends the same
+bytes, `Expect: 100-continue` included (its header callback is uvicorn's, written out),
+with an answer's head and body in one system call (JoinedWrites)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from telentir_box.web.connections import ConnectionLimits, protocol_class
+from telentir_box.web.connections import ConnectionLimits, JoinedWrites, protocol_class
 
 BODY = b'{"name": "x"}'
 HEAD = (
@@ -21,18 +22,27 @@ HEAD = (
 
 
 class RecordingTransport(asyncio.Transport):
+    """Each system call a real transport would make, as the list of buffers it sends."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.written: list[bytes] = []
+        self.sends: list[list[bytes]] = []
+        self.closed = self.eof = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written.append(bytes(data))
+        self.sends.append([bytes(data)])
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.sends.append([bytes(data) for data in list_of_data])
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 3000), "peername": ("127.0.0.1", 40000)}.get(name, default)
 
     def is_closing(self) -> bool:
-        return False
+        return self.closed
 
     def pause_reading(self) -> None:
         pass
@@ -41,12 +51,17 @@ class RecordingTransport(asyncio.Transport):
         pass
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
-async def exchange(protocol_type: type[HttpToolsProtocol]) -> tuple[list[Any], list[bytes]]:
-    """The scope headers the app saw and every byte written, for a request whose body is
-    sent only once the server has said 100 Continue."""
+async def turns(count: int = 10) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def exchange(protocol_type: type[HttpToolsProtocol]) -> tuple[list[Any], list[list[bytes]]]:
+    """The scope headers the app saw and every send, for a request whose body is sent
+    only once the server has said 100 Continue."""
     seen: list[Any] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -61,22 +76,57 @@ async def exchange(protocol_type: type[HttpToolsProtocol]) -> tuple[list[Any], l
     transport = RecordingTransport()
     protocol.connection_made(transport)
     protocol.data_received(HEAD)
-    for _ in range(10):  # the app runs in a task: let it reach receive()
-        await asyncio.sleep(0)
+    await turns()  # the app runs in a task: it reaches receive()
     protocol.data_received(BODY)
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await turns()
     protocol.connection_lost(None)
-    return seen, transport.written
+    return seen, transport.sends
 
 
-async def test_protocol_hands_the_app_what_uvicorns_own_does() -> None:
+async def test_protocol_hands_the_app_and_the_client_what_uvicorns_own_does() -> None:
     box_protocol = protocol_class(ConnectionLimits(10.0, 4096, 16384, 100))
-    box_headers, box_written = await exchange(box_protocol)
-    uvicorn_headers, uvicorn_written = await exchange(HttpToolsProtocol)
+    box_headers, box_sends = await exchange(box_protocol)
+    uvicorn_headers, uvicorn_sends = await exchange(HttpToolsProtocol)
     assert box_headers == uvicorn_headers
     assert (b"expect", b"100-Continue") in box_headers
     assert (b"x-mixed-case", b"Value") in box_headers
-    assert box_written == uvicorn_written
-    assert box_written[0] == b"HTTP/1.1 100 Continue\r\n\r\n"
-    assert box_written[-1] == b"ok"
+    sent = [b"".join(buffers) for buffers in box_sends]
+    assert b"".join(sent) == b"".join(b"".join(buffers) for buffers in uvicorn_sends)
+    # 100 Continue went out before the body came; the answer's head and body left together
+    assert sent == [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+    assert len(uvicorn_sends) == 3
+
+
+async def test_joined_writes_send_what_was_written_in_order_within_the_turn() -> None:
+    transport = RecordingTransport()
+    joined = JoinedWrites(transport, asyncio.get_running_loop())
+    joined.write(b"head")
+    joined.write(b"body")
+    assert transport.sends == [[b"head", b"body"]]
+
+    joined.write(b"stream head")  # nothing follows in this turn: it leaves at its end
+    assert transport.sends == [[b"head", b"body"]]
+    await turns(1)
+    assert transport.sends[-1] == [b"stream head"]
+
+    joined.write(b"a")
+    joined.writelines([b"b", b"c"])
+    joined.write(b"last")
+    joined.write_eof()
+    assert transport.sends[-3:] == [[b"a"], [b"b", b"c"], [b"last"]]
+    assert transport.eof
+
+    joined.write(b"bye")
+    joined.close()
+    assert (transport.sends[-1], transport.closed) == ([b"bye"], True)
+    await turns()
+    assert transport.sends[-1] == [b"bye"]  # not written twice
+
+
+async def test_joined_writes_drop_what_is_held_once_the_other_side_has_gone() -> None:
+    transport = RecordingTransport()
+    joined = JoinedWrites(transport, asyncio.get_running_loop())
+    joined.write(b"late")
+    transport.close()  # the connection was lost before the turn ended
+    await turns()
+    assert transport.sends == []

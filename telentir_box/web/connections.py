@@ -1,6 +1,7 @@
 """The HTTP/1.1 connection protocol: uvicorn's httptools protocol with the limits it
 lacks, so hostile clients cannot hold memory or sockets: a bounded header block (431),
-a deadline for each request header, and a cap on open connections (503 at accept)."""
+a deadline for each request header, and a cap on open connections (503 at accept).
+It also sends each answer's head and body in one system call instead of two."""
 
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ class BoxHttpProtocol(HttpToolsProtocol):
             transport.write(SERVER_BUSY)
             transport.close()
             return
+        self.transport = JoinedWrites(transport, self.loop)  # type: ignore[assignment]
         self.timeout_keep_alive_task = self.loop.call_later(
             self.limits.header_timeout, self.timeout_keep_alive_handler
         )
@@ -169,6 +171,65 @@ class BoxHttpProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self._unset_keepalive_if_required()
         self.timeout_keep_alive_task = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+class JoinedWrites:
+    """The connection's transport as uvicorn's protocol and response cycles use it, but
+    a write is held until the next one or the end of the loop's turn, whichever comes
+    first. uvicorn writes an answer's head and then its body, one system call each; held
+    and joined, both leave in one writev. On loopback each send cost the box about 2 us
+    of kernel time, a tenth of what a GET costs beyond the bare one, and the client
+    wakes once instead of twice. The bytes and their order are unchanged, and nothing
+    waits past the turn in which it was written: an event stream's head still leaves
+    before its first event does."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._held = None
+            self._transport.writelines((held, data))
+
+    def writelines(self, chunks: Any) -> None:
+        self._flush()
+        self._transport.writelines(chunks)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            # A transport that closed meanwhile was closed from the other side or by an
+            # error (a close through here writes what is held first): nobody to send to.
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything that writes nothing (get_extra_info, set_protocol, ...) is the transport's.
+        return getattr(self._transport, name)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[BoxHttpProtocol]:
