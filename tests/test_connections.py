@@ -130,3 +130,18 @@ async def test_joined_writes_drop_what_is_held_once_the_other_side_has_gone() ->
     transport.close()  # the connection was lost before the turn ended
     await turns()
     assert transport.sends == []
+
+
+async def test_protocol_sends_what_is_held_before_a_half_closed_connection_closes() -> None:
+    """uvloop closes the transport once eof_received returns: a write held in that turn
+    (a stream's head, here) still goes out, as it did before writes were held."""
+    config = uvicorn.Config(lambda scope, receive, send: None, lifespan="off", log_config=None)
+    config.load()
+    protocol_type = protocol_class(ConnectionLimits(10.0, 4096, 16384, 100))
+    protocol = protocol_type(config=config, server_state=ServerState(), app_state={})  # type: ignore[arg-type]
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.transport.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert transport.sends == []
+    assert not protocol.eof_received()
+    assert transport.sends == [[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]]
