@@ -46,8 +46,13 @@ def create_app(
     route which fails on purpose). A `box` given is used as is and stopped by whoever
     started it (server.serve starts it before listening, so start failures are one line)."""
 
+    # The running box, also kept as app.state.box. Requests read it here: a read through
+    # Litestar's State goes through a Python __getattr__ (half a microsecond a request).
+    running = box
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        nonlocal running
         if box is not None:
             app.state.box = box
             box.jobs.start()
@@ -58,7 +63,7 @@ def create_app(
             return
         started = await Box.start(config)
         started.log_start_notes()
-        app.state.box = started
+        app.state.box = running = started
         started.jobs.start()
         try:
             yield
@@ -67,7 +72,8 @@ def create_app(
 
     def provide_box() -> Box:
         # A closure, not `state: State`: Litestar would build a State copy per request.
-        return app.state.box
+        assert running is not None, "the box runs only within the app's lifespan"
+        return running
 
     api = Router(
         path="/api",

@@ -179,4 +179,13 @@ async def test_database_write_waiting_on_another_process_lock_keeps_serving(tmp_
     event_id = await asyncio.wait_for(pending, 5)
     async with database.reading() as conn:
         assert [e.id for e in await events_after(conn, "u1", 0, 10)] == [event_id]
+    assert next(iter(await database.writer.execute_fetchall("PRAGMA busy_timeout")))[0] == 5000
     await database.close()
+
+
+async def test_database_write_keeps_the_busy_timeout_in_force(db: Database) -> None:
+    """With the write lock free, BEGIN IMMEDIATE runs on the loop under no busy timeout
+    (it must not wait there); the connection's timeout is back for what follows."""
+    written = await db.write(lambda tx: record_event(tx, "u1", "object_created", {"id": "o1"}))
+    assert written.id > 0
+    assert next(iter(await db.writer.execute_fetchall("PRAGMA busy_timeout")))[0] == db.busy_timeout_ms

@@ -209,7 +209,7 @@ class Database:
         conn = self.writer
         done: list[tuple[_Job, Any, Transaction]] = []
         try:
-            await conn.run_blocking("BEGIN IMMEDIATE")
+            await conn.begin_immediate(self.busy_timeout_ms)
             now = utc_now()
             for job in batch:
                 tx = Transaction(conn, now)

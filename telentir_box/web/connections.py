@@ -1,6 +1,7 @@
 """The HTTP/1.1 connection protocol: uvicorn's httptools protocol with the limits it
 lacks, so hostile clients cannot hold memory or sockets: a bounded header block (431),
-a deadline for each request header, and a cap on open connections (503 at accept)."""
+a deadline for each request header, and a cap on open connections (503 at accept).
+It also sends each answer's head and body in one system call instead of two."""
 
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ class BoxHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writes = JoinedWrites(transport, self.loop)
+        self.transport = self._writes  # type: ignore[assignment]
         if len(self.connections) > self.limits.max_connections:
             # Refused at once: an idle socket past the cap would hold a file descriptor.
             self._refused = True
@@ -137,7 +140,12 @@ class BoxHttpProtocol(HttpToolsProtocol):
         self._header_block_bytes += size
         if size > self._max_header_bytes or self._header_block_bytes > self._max_block_bytes:
             raise HeaderTooLarge
-        super().on_header(name, value)
+        # uvicorn's on_header, written out: it runs for every header of every request,
+        # and a super() call cost more than its body.
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._header_block_bytes > self._max_block_bytes:
@@ -146,11 +154,18 @@ class BoxHttpProtocol(HttpToolsProtocol):
         self._reading_header = False
         self._headers_completed += 1
         self._unparsed_header_bytes = self._header_block_bytes = 0
+        self._writes.hold_next = True  # this request's answer: its head waits for its body
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._reading_header = True
         super().on_message_complete()
+
+    def eof_received(self) -> None:
+        # uvloop closes the transport once this returns (a client that half-closes is
+        # not answered any further): what is held goes out first, as it would have
+        # without holding.
+        self._writes.flush()
 
     def _refuse_invalid(self) -> None:
         message = "Invalid HTTP request received."
@@ -164,6 +179,70 @@ class BoxHttpProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self._unset_keepalive_if_required()
         self.timeout_keep_alive_task = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+class JoinedWrites:
+    """The connection's transport as uvicorn's protocol and response cycles use it, but
+    the first write after a request's header (its answer's head) is held until the next
+    write or the end of the loop's turn, whichever comes first. uvicorn writes an
+    answer's head and then its body, one system call each; joined, both leave in one
+    writev. On loopback each send cost the box about 2 us of kernel time, and the client
+    wakes once instead of twice. The bytes and their order are unchanged, nothing waits
+    past the turn in which it was written (an event stream's head still leaves before
+    its first event does), and every later write goes out at once: a stream's events
+    are not held back while the bus fans a commit out to the other subscribers."""
+
+    __slots__ = ("_held", "_loop", "_transport", "hold_next")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self.hold_next = False
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.writelines((held, data))
+        elif self.hold_next:
+            self.hold_next = False
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        self.flush()
+        self._transport.writelines(chunks)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            # A transport closed meanwhile was closed on an error (a close through here,
+            # or the peer's end of file, writes what is held first): nobody to send to.
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything that writes nothing (get_extra_info, set_protocol, ...) is the transport's.
+        return getattr(self._transport, name)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[BoxHttpProtocol]:

@@ -33,11 +33,17 @@ _ids = random.Random()  # noqa: S311
 
 
 def _has_cache_control(headers: Any) -> bool:
-    return any(name.lower() == b"cache-control" for name, _ in headers)
+    # A loop rather than any() over a generator, which costs twice as much on every answer.
+    for name, _ in headers:  # noqa: SIM110
+        if name.lower() == b"cache-control":
+            return True
+    return False
 
 
 def request_context_middleware(*, https: bool) -> Any:
+    # Every list of added headers is built once here, not per answer.
     api_headers = [*_SECURITY_HEADERS, _API_CSP] + ([_HSTS] if https else [])
+    api_headers_no_store = [*api_headers, _NO_STORE]
     schema_headers = [*_SECURITY_HEADERS] + ([_HSTS] if https else [])
 
     def factory(app: ASGIApp) -> ASGIApp:
@@ -49,7 +55,6 @@ def request_context_middleware(*, https: bool) -> Any:
             scope.setdefault("state", {})["request_id"] = request_id
             path: str = scope["path"]
             is_schema = path.startswith("/api/schema")
-            extra_headers = schema_headers if is_schema else api_headers
             started = time.perf_counter()
             status = 500
 
@@ -58,12 +63,13 @@ def request_context_middleware(*, https: bool) -> Any:
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     headers = message.get("headers", ())
-                    message["headers"] = [
-                        *headers,
-                        *extra_headers,
-                        *(() if is_schema or _has_cache_control(headers) else (_NO_STORE,)),
-                        (b"x-request-id", request_id.encode()),
-                    ]
+                    if is_schema:
+                        extra_headers = schema_headers
+                    elif _has_cache_control(headers):
+                        extra_headers = api_headers
+                    else:
+                        extra_headers = api_headers_no_store
+                    message["headers"] = [*headers, *extra_headers, (b"x-request-id", request_id.encode())]
                 await send(message)
 
             try:
