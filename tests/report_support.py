@@ -4,6 +4,7 @@ of a report email, and a figure as each part shows it."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 
@@ -14,6 +15,20 @@ def next_slot(hour: int, weekday: int | None = None) -> datetime:
     while at <= datetime.now(UTC) or (weekday is not None and at.weekday() != weekday):
         at += timedelta(days=1)
     return at
+
+
+def clear_of_boundaries(hours: tuple[int, ...], margin: timedelta) -> None:
+    """Wait, when an hour in `hours` (UTC) is less than `margin` away, until it is past:
+    calls are stamped on the wall clock, so a module that makes calls and then counts them
+    in the report window of that hour must not straddle it (a wait seen on a run in a
+    thousand or so, never longer than `margin`)."""
+    now = datetime.now(UTC)
+    for hour in hours:
+        boundary = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+        if boundary <= now:
+            boundary += timedelta(days=1)
+        if boundary - now < margin:
+            time.sleep((boundary - now).total_seconds() + 1)
 
 
 def parts(message: Message) -> tuple[str, str]:

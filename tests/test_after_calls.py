@@ -45,7 +45,7 @@ from tests.conftest import demo_connector, free_port
 from tests.inprocess_box import InProcessBox
 from tests.integration_fakes import PROVIDERS, FakeProviders
 from tests.integration_support import browser, connect, settled_deliveries
-from tests.report_support import figure, html_figure, next_slot, parts
+from tests.report_support import clear_of_boundaries, figure, html_figure, next_slot, parts
 from tests.telephony_support import PUBLIC_URL, agent, box_env, configuration_body
 from tests.test_connect_routes import leads_body
 
@@ -182,6 +182,8 @@ def expected_figures(made: list[Made]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    # The calls are counted in the daily window ending at 18:00 UTC and on today's line.
+    clear_of_boundaries((18, 0), margin=timedelta(minutes=2))
     root = tmp_path_factory.mktemp("after-calls")
     smtp_port, box_port = free_port(), free_port()
     with ExitStack() as stack:
