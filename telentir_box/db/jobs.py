@@ -207,14 +207,15 @@ class RecordingRow:
 
 
 async def remember_recording(
-    tx: Transaction, call_id: str, user_id: str, object_id: str, created_at: str | None = None
+    tx: Transaction, call_id: str, user_id: str, object_id: str, created_at: str
 ) -> None:
-    """A call's recording, for the retention job; storing a new version of the same
-    object (a better recording arrived) keeps the first row and its age."""
+    """A call's recording, for the retention job, made at `created_at` on the clock the
+    job's cutoff comes from; storing a new version of the same object (a better
+    recording arrived) keeps the first row and its age."""
     await tx.conn.execute(
         "INSERT INTO call_recordings (call_id, user_id, object_id, created_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (call_id, object_id) DO NOTHING",
-        (call_id, user_id, object_id, created_at or tx.now),
+        (call_id, user_id, object_id, created_at),
     )
 
 

@@ -38,7 +38,7 @@ def new_verifier() -> str:
     return generate_token(VERIFIER_CHARS)
 
 
-def endpoint(config: OAuthProviderConfig, url: str) -> str:
+def _endpoint(config: OAuthProviderConfig, url: str) -> str:
     """An endpoint URL with the Microsoft tenant filled in where it has the placeholder."""
     tenant = getattr(config, "tenant", None)
     return url.replace("{tenant}", tenant) if tenant else url
@@ -50,9 +50,9 @@ class OAuthClient:
 
     def __init__(self, config: OAuthProviderConfig, http: httpx.AsyncClient) -> None:
         self.config = config
-        self._authorize_url = endpoint(config, config.authorize_url)
-        self._token_url = endpoint(config, config.token_url)
-        self._revoke_url = endpoint(config, config.revoke_url)
+        self._authorize_url = _endpoint(config, config.authorize_url)
+        self._token_url = _endpoint(config, config.token_url)
+        self._revoke_url = _endpoint(config, config.revoke_url)
         self._authlib = _SharedHttpClient(
             session=http,
             client_id=config.client_id,
